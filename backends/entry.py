@@ -1,0 +1,263 @@
+"""The native entry of a compiled function: a CPython `METH_FASTCALL` function
+written in LLVM IR, so that a call from Python goes straight to machine code.
+
+`entry(self, args, nargs)` checks each argument where C would (an exact
+`numpy.ndarray` of the right dtype, rank, static sizes, C-contiguous, aligned,
+native byte order), calls the kernel function, and wraps each result buffer in
+a new ndarray that owns it (a capsule frees it with the array). Anything the
+checks do not accept, it hands to `self[0]`, the Python slow path, with the
+same arguments: conversions and error messages live there. A failed run-time
+check in the kernel calls `self[1](code)`, which raises.
+
+The numpy C API is reached through its `_ARRAY_API` table and the CPython API
+by symbol; offsets into numpy's structs are verified against a live array when
+this module is first used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+import numpy as np
+
+from irkit.backends import jit
+from irkit.errors import CompileError
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR = ir.PointerType()
+
+# numpy's PyArrayObject / PyArray_Descr layout (numpy 1.x and 2.x alike), checked in _layout()
+OFF_TYPE, OFF_DATA, OFF_ND, OFF_DIMS, OFF_DESCR, OFF_FLAGS = 8, 16, 24, 32, 56, 64
+OFF_BYTEORDER, OFF_TYPENUM = 26, 28
+API_ARRAY_TYPE, API_DESCR_FROM_TYPE, API_NEW_FROM_DESCR, API_SET_BASE = 2, 45, 94, 282
+NPY_C_CONTIGUOUS, NPY_ALIGNED, NPY_CARRAY = 0x1, 0x100, 0x501
+METH_FASTCALL = 0x80
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    dtype: np.dtype
+    shape: tuple  # ints, None where dynamic
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    dtype: np.dtype
+    rank: int
+
+
+def accepted_typenums(dt: np.dtype) -> tuple[int, ...]:
+    """numpy type numbers that mean `dt` here (int64 is both `long` and `long long` on Linux)."""
+    nums = {np.dtype(c).num for c in "?bBhHiIlLqQfd" if np.dtype(c) == dt}
+    nums.add(dt.num)
+    return tuple(sorted(nums))
+
+
+@functools.lru_cache(maxsize=None)
+def _layout() -> None:
+    """Check the struct offsets the entry relies on against a real array."""
+    a = np.zeros((3, 5), np.float32)
+    base = id(a)
+
+    def rd(addr, t):
+        return t.from_address(addr).value
+    ok = (rd(base + OFF_TYPE, ctypes.c_void_p) == id(np.ndarray)
+          and rd(base + OFF_DATA, ctypes.c_void_p) == a.ctypes.data
+          and rd(base + OFF_ND, ctypes.c_int) == 2
+          and rd(rd(base + OFF_DIMS, ctypes.c_void_p) + 8, ctypes.c_int64) == 5
+          and rd(base + OFF_DESCR, ctypes.c_void_p) == id(a.dtype)
+          and rd(rd(base + OFF_DESCR, ctypes.c_void_p) + OFF_TYPENUM, ctypes.c_int) == a.dtype.num
+          and rd(base + OFF_FLAGS, ctypes.c_int) & NPY_C_CONTIGUOUS)
+    if not ok:
+        raise CompileError(f"numpy {np.__version__}'s array layout is not the one irkit's native "
+                           "entry expects")
+
+
+@functools.lru_cache(maxsize=None)
+def prepare() -> None:
+    """Check numpy's layout, make its API table and the shared runtime reachable by name."""
+    from irkit.backends import runtime
+    _layout()
+    try:
+        import numpy._core._multiarray_umath as mu
+    except ImportError:  # numpy 1.x
+        import numpy.core._multiarray_umath as mu
+    jit.register_symbol("irkit_numpy_api", jit._capsule_pointer(mu._ARRAY_API))
+    runtime.runtime()
+
+
+class EntryBuilder:
+    """Adds `irkit_entry_<name>` to the LLVM module next to the kernel `name`."""
+
+    def __init__(self, module: ir.Module) -> None:
+        self.m = module
+
+    def decl(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self.m.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.m, ir.FunctionType(ret, args), name)
+        return fn
+
+    def build(self, kernel: ir.Function, args: list[ArgSpec], results: list[ResultSpec],
+              single: bool) -> str:
+        name = f"irkit_entry_{kernel.name}"
+        fn = ir.Function(self.m, ir.FunctionType(PTR, [PTR, PTR, I64]), name)
+        self_, argv, nargs = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fallback = fn.append_basic_block("fallback")
+        api = self.m.globals.get("irkit_numpy_api") or ir.GlobalVariable(self.m, ir.ArrayType(PTR, 400),
+                                                                         "irkit_numpy_api")
+
+        def api_fn(k: int):
+            return b.load(b.gep(api, [I32(0), I32(k)], inbounds=True), typ=PTR)
+
+        def field(base, off, ty):
+            return b.load(b.gep(base, [I64(off)], inbounds=True, source_etype=I8), typ=ty)
+
+        nslots = sum(1 + r.rank for r in results)
+        slots = b.alloca(ir.ArrayType(I64, max(nslots, 1)))
+        array_type = api_fn(API_ARRAY_TYPE)
+        ok_n = b.icmp_signed("==", nargs, I64(len(args)))
+        nxt = fn.append_basic_block("args")
+        b.cbranch(ok_n, nxt, fallback)
+        b.position_at_end(nxt)
+        call_args: list[ir.Value] = []
+        for k, spec in enumerate(args):
+            obj = b.load(b.gep(argv, [I64(k)], inbounds=True, source_etype=PTR), typ=PTR)
+            is_array = b.icmp_unsigned("==", field(obj, OFF_TYPE, PTR), array_type)
+            fields = fn.append_basic_block(f"arg{k}")
+            b.cbranch(is_array, fields, fallback)
+            b.position_at_end(fields)
+            ok = b.icmp_signed("==", field(obj, OFF_ND, I32), I32(len(spec.shape)))
+            flags = field(obj, OFF_FLAGS, I32)
+            need = I32(NPY_C_CONTIGUOUS | NPY_ALIGNED)
+            ok = b.and_(ok, b.icmp_unsigned("==", b.and_(flags, need), need))
+            descr = field(obj, OFF_DESCR, PTR)
+            typenum = field(descr, OFF_TYPENUM, I32)
+            tok = I1(0)
+            for num in accepted_typenums(spec.dtype):
+                tok = b.or_(tok, b.icmp_signed("==", typenum, I32(num)))
+            ok = b.and_(ok, tok)
+            ok = b.and_(ok, b.icmp_unsigned("!=", field(descr, OFF_BYTEORDER, I8), I8(ord(">"))))
+            dims_ok = fn.append_basic_block(f"arg{k}.dims")
+            b.cbranch(ok, dims_ok, fallback)
+            b.position_at_end(dims_ok)
+            dims_ptr = field(obj, OFF_DIMS, PTR)
+            dims = [b.load(b.gep(dims_ptr, [I64(j)], inbounds=True, source_etype=I64), typ=I64)
+                    for j in range(len(spec.shape))]
+            ok = I1(1)
+            for d, s in zip(dims, spec.shape):
+                if s is not None:
+                    ok = b.and_(ok, b.icmp_signed("==", d, I64(s)))
+            call_args.append(field(obj, OFF_DATA, PTR))
+            call_args.extend(dims)
+            done = fn.append_basic_block(f"arg{k}.ok")
+            b.cbranch(ok, done, fallback)
+            b.position_at_end(done)
+        slots_ptr = b.gep(slots, [I32(0), I32(0)], inbounds=True)
+        status = b.call(kernel, call_args + [slots_ptr])
+        failed = fn.append_basic_block("failed")
+        wrap = fn.append_basic_block("wrap")
+        b.cbranch(b.icmp_signed("==", status, I32(0)), wrap, failed)
+
+        # a failed check in the kernel: self[1](code) raises
+        b.position_at_end(failed)
+        handler = b.call(self.decl("PyTuple_GetItem", PTR, [PTR, I64]), [self_, I64(1)])
+        code = b.call(self.decl("PyLong_FromLong", PTR, [I64]), [b.sext(status, I64)])
+        got = b.call(self.decl("PyObject_CallOneArg", PTR, [PTR, PTR]), [handler, code])
+        b.call(self.decl("Py_DecRef", ir.VoidType(), [PTR]), [code])
+        b.ret(got)
+
+        # arguments the fast path does not take: self[0](*args)
+        b.position_at_end(fallback)
+        slow = b.call(self.decl("PyTuple_GetItem", PTR, [PTR, I64]), [self_, I64(0)])
+        got = b.call(self.decl("PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR]),
+                     [slow, argv, nargs, ir.Constant(PTR, None)])
+        b.ret(got)
+
+        b.position_at_end(wrap)
+        self._wrap_results(fn, b, api_fn, array_type, slots, results, single)
+        return name
+
+    def _wrap_results(self, fn, b, api_fn, array_type, slots, results, single) -> None:
+        decref = self.decl("Py_DecRef", ir.VoidType(), [PTR])
+        free = self.decl("irkit_free", ir.VoidType(), [PTR])
+        capsule_new = self.decl("PyCapsule_New", PTR, [PTR, PTR, PTR])
+        destructor = self.decl("irkit_capsule_free", ir.VoidType(), [PTR])
+        descr_from_type = api_fn(API_DESCR_FROM_TYPE)
+        new_from_descr = api_fn(API_NEW_FROM_DESCR)
+        set_base = api_fn(API_SET_BASE)
+        t_descr = ir.FunctionType(PTR, [I32])
+        t_new = ir.FunctionType(PTR, [PTR, PTR, I32, PTR, PTR, PTR, I32, PTR])
+        t_base = ir.FunctionType(I32, [PTR, PTR])
+        datas, arrays = [], []
+        off = 0
+        offsets = []
+        for r in results:
+            offsets.append(off)
+            datas.append(b.inttoptr(b.load(b.gep(slots, [I32(0), I32(off)], inbounds=True), typ=I64), PTR))
+            off += 1 + r.rank
+        for k, (r, data) in enumerate(zip(results, datas)):
+            dims = b.gep(slots, [I32(0), I32(offsets[k] + 1)], inbounds=True)
+            descr = b.call(_cast_fn(b, descr_from_type, t_descr), [I32(r.dtype.num)])
+            arr = b.call(_cast_fn(b, new_from_descr, t_new),
+                         [array_type, descr, I32(r.rank), dims, ir.Constant(PTR, None), data,
+                          I32(NPY_CARRAY), ir.Constant(PTR, None)])
+            fail = fn.append_basic_block(f"wrap{k}.fail")
+            ok = fn.append_basic_block(f"wrap{k}.ok")
+            b.cbranch(b.icmp_unsigned("==", arr, ir.Constant(PTR, None)), fail, ok)
+            b.position_at_end(fail)
+            for d in datas[k:]:
+                b.call(free, [d])
+            for a in arrays:
+                b.call(decref, [a])
+            b.ret(ir.Constant(PTR, None))
+            b.position_at_end(ok)
+            cap = b.call(capsule_new, [data, ir.Constant(PTR, None), destructor])
+            b.call(_cast_fn(b, set_base, t_base), [arr, cap])
+            arrays.append(arr)
+        if single and len(arrays) == 1:
+            b.ret(arrays[0])
+            return
+        lst = b.call(self.decl("PyList_New", PTR, [I64]), [I64(len(arrays))])
+        set_item = self.decl("PyList_SetItem", I32, [PTR, I64, PTR])
+        for k, a in enumerate(arrays):
+            b.call(set_item, [lst, I64(k), a])
+        b.ret(lst)
+
+
+class _FunctionPointerLoad(ir.instructions.LoadInstr):
+    """A function pointer loaded from numpy's API table, callable with a known type."""
+
+    @property
+    def function_type(self) -> ir.FunctionType:
+        return self._function_type
+
+
+def _cast_fn(b: ir.IRBuilder, ptr: ir.Value, ftype: ir.FunctionType) -> ir.Value:
+    """Make a pointer loaded from numpy's API table callable with `ftype`."""
+    ptr.__class__ = _FunctionPointerLoad
+    ptr._function_type = ftype
+    return ptr
+
+
+class NativeFunction:
+    """A compiled entry wrapped as a Python builtin (kept alive with its engine)."""
+
+    def __init__(self, compiled: jit.Compiled, entry: str, slow, error) -> None:
+        self.compiled = compiled
+        self.state = (slow, error)
+        address = compiled.address(entry)
+        self._def = _PyMethodDef(entry.encode(), address, METH_FASTCALL, None)
+        new = ctypes.pythonapi.PyCFunction_NewEx
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+        self.call = new(ctypes.addressof(self._def), self.state, None)
+
+
+class _PyMethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]

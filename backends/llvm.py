@@ -1,0 +1,669 @@
+"""The loops level (func, scf, arith, math, memref, cf) translated straight to
+`llvmlite.ir`, with no text in between.
+
+Conventions of the generated code:
+- A function `@f(memref..., ) -> (memref...)` becomes
+  `i32 @f(ptr noalias %data0, i64 %dim0_0, ..., ptr %results)`: each memref
+  argument is its data pointer and its sizes (buffers are contiguous, row
+  major); `%results` points to i64 slots where each result's pointer and
+  sizes are stored. The i32 is 0, or the 1-based number of the `cf.assert`
+  that failed (its message is in `Translation.messages`); on failure every
+  buffer the function allocated is freed first.
+- `memref.alloc` is the runtime's `irkit_alloc` (64-byte aligned, large blocks
+  pooled; see runtime.py), freed by `memref.dealloc`; bool elements are bytes.
+- Transcendentals call libm with their libmvec vector variants attached, so the
+  loop vectorizer calls `_ZGVdN8v_expf` and friends (notes/llvmlite-cpu.md).
+- `func.call @irkit_gemm_f32/f64` is scipy's sgemm/dgemm (Fortran ABI).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import llvmlite.ir as ir
+from xdsl.dialects import arith, builtin, cf, func, math, memref, scf
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from irkit.dialects.arith_ext import RemFOp
+from irkit.errors import CompileError
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+
+CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
+CMPF = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule",
+        "une", "uno", "true"]
+_ICMP = {"eq": ("s", "=="), "ne": ("s", "!="), "slt": ("s", "<"), "sle": ("s", "<="), "sgt": ("s", ">"),
+         "sge": ("s", ">="), "ult": ("u", "<"), "ule": ("u", "<="), "ugt": ("u", ">"), "uge": ("u", ">=")}
+_FCMP_OP = {"eq": "==", "gt": ">", "ge": ">=", "lt": "<", "le": "<=", "ne": "!="}
+
+# math ops that call libm (and vectorise through libmvec): op class -> C name of the double version
+LIBM = {math.ExpOp: "exp", math.Exp2Op: "exp2", math.ExpM1Op: "expm1", math.LogOp: "log",
+        math.Log2Op: "log2", math.Log10Op: "log10", math.Log1pOp: "log1p", math.SinOp: "sin",
+        math.CosOp: "cos", math.TanOp: "tan", math.SinhOp: "sinh", math.CoshOp: "cosh",
+        math.TanhOp: "tanh", math.AsinOp: "asin", math.AcosOp: "acos", math.AtanOp: "atan",
+        math.AsinhOp: "asinh", math.AcoshOp: "acosh", math.AtanhOp: "atanh", math.ErfOp: "erf",
+        math.CbrtOp: "cbrt"}
+LIBM2 = {math.PowFOp: "pow", math.Atan2Op: "atan2"}
+INTRINSIC = {math.SqrtOp: "llvm.sqrt", math.AbsFOp: "llvm.fabs", math.FloorOp: "llvm.floor",
+             math.CeilOp: "llvm.ceil", math.TruncOp: "llvm.trunc", math.RoundEvenOp: "llvm.roundeven",
+             math.RoundOp: "llvm.round"}
+INTRINSIC2 = {arith.MaximumfOp: "llvm.maximum", arith.MinimumfOp: "llvm.minimum",
+              arith.MaxnumfOp: "llvm.maxnum", arith.MinnumfOp: "llvm.minnum",
+              math.CopySignOp: "llvm.copysign", arith.MaxSIOp: "llvm.smax", arith.MinSIOp: "llvm.smin",
+              arith.MaxUIOp: "llvm.umax", arith.MinUIOp: "llvm.umin"}
+FBIN = {arith.AddfOp: "fadd", arith.SubfOp: "fsub", arith.MulfOp: "fmul", arith.DivfOp: "fdiv",
+        RemFOp: "frem"}
+IBIN = {arith.AddiOp: "add", arith.SubiOp: "sub", arith.MuliOp: "mul", arith.DivSIOp: "sdiv",
+        arith.DivUIOp: "udiv", arith.RemSIOp: "srem", arith.RemUIOp: "urem", arith.AndIOp: "and_",
+        arith.OrIOp: "or_", arith.XOrIOp: "xor", arith.ShLIOp: "shl", arith.ShRSIOp: "ashr",
+        arith.ShRUIOp: "lshr"}
+GEMM = {"irkit_gemm_f32": ("irkit_sgemm", F32), "irkit_gemm_f64": ("irkit_dgemm", F64)}
+
+
+def ll_type(t: Attribute) -> ir.Type:
+    if isinstance(t, IndexType):
+        return I64
+    if isinstance(t, IntegerType):
+        return ir.IntType(t.width.data)
+    if isinstance(t, Float32Type):
+        return F32
+    if isinstance(t, Float64Type):
+        return F64
+    raise CompileError(f"llvm: no LLVM type for {t}")
+
+
+def storage_type(t: Attribute) -> ir.Type:
+    """How an element is stored: bools are bytes."""
+    lt = ll_type(t)
+    return I8 if lt == I1 else lt
+
+
+class Desc:
+    """A memref as LLVM values: its data pointer and sizes (row-major, contiguous)."""
+
+    __slots__ = ("ptr", "dims", "elt")
+
+    def __init__(self, ptr: ir.Value, dims: list[ir.Value], elt: Attribute) -> None:
+        self.ptr, self.dims, self.elt = ptr, dims, elt
+
+
+class Translation:
+    """The result: the LLVM module, the assert messages, the functions' result ranks."""
+
+    def __init__(self, module: ir.Module) -> None:
+        self.module = module
+        self.messages: list[str] = []
+        self.vector_decls: list[ir.Function] = []
+
+
+class Translator:
+    def __init__(self, vector_isa: tuple[str, int] | None) -> None:
+        self.llmod = ir.Module(name="irkit")
+        self.out = Translation(self.llmod)
+        self.vector_isa = vector_isa  # ("d", 256) for AVX2 libmvec, None without libmvec
+        self.globals: dict[str, ir.GlobalVariable] = {}
+
+    # -- module ---------------------------------------------------------------
+    def translate(self, module: builtin.ModuleOp) -> Translation:
+        for op in module.ops:
+            if isinstance(op, memref.GlobalOp):
+                self.global_(op)
+        for op in module.ops:
+            if isinstance(op, func.FuncOp) and op.body.blocks:
+                FunctionTranslator(self, op).run()
+        self._keep_vector_decls()
+        return self.out
+
+    def global_(self, op: memref.GlobalOp) -> None:
+        init = op.initial_value
+        mtype = op.type
+        n = int(np.prod(mtype.get_shape()))
+        elt = storage_type(mtype.element_type)
+        if not isinstance(init, DenseIntOrFPElementsAttr):
+            raise CompileError(f"llvm: memref.global {op.sym_name.data} needs a dense initial value")
+        raw = init.data.data
+        width = elt.width // 8 if isinstance(elt, ir.IntType) else (4 if elt == F32 else 8)
+        if len(raw) == width and n != 1:
+            raw = raw * n
+        g = ir.GlobalVariable(self.llmod, ir.ArrayType(I8, len(raw)), op.sym_name.data)
+        g.initializer = ir.Constant(ir.ArrayType(I8, len(raw)), bytearray(raw))
+        g.global_constant = True
+        g.linkage = "internal"
+        g.align = 64
+        self.globals[op.sym_name.data] = g
+
+    def _keep_vector_decls(self) -> None:
+        decls = self.out.vector_decls
+        if decls:
+            g = ir.GlobalVariable(self.llmod, ir.ArrayType(PTR, len(decls)), "llvm.compiler.used")
+            g.linkage = "appending"
+            g.section = "llvm.metadata"
+            g.initializer = ir.Constant(ir.ArrayType(PTR, len(decls)), list(decls))
+
+    # -- declarations ---------------------------------------------------------------
+    def declare(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self.llmod.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.llmod, ir.FunctionType(ret, args), name)
+        return fn
+
+    def intrinsic(self, name: str, types: list[ir.Type], nargs: int | None = None,
+                  ret: ir.Type | None = None) -> ir.Function:
+        """An LLVM intrinsic overloaded on `types`; `nargs` operands of types[0] unless known."""
+        if nargs is None:
+            return self.llmod.declare_intrinsic(name, types)
+        ty = types[-1]
+        fnty = ir.FunctionType(ret or ty, [ty] * nargs)
+        return self.llmod.declare_intrinsic(name, types, fnty)
+
+    def libm(self, name: str, ty: ir.Type, nargs: int) -> ir.Function:
+        """A libm function, tagged with its libmvec variant so that loops vectorise."""
+        cname = name + ("f" if ty == F32 else "")
+        fn = self.llmod.globals.get(cname)
+        if fn is not None:
+            return fn
+        fn = ir.Function(self.llmod, ir.FunctionType(ty, [ty] * nargs), cname)
+        fn.attributes.add("nounwind")
+        fn.attributes.add("readnone")
+        if self.vector_isa is not None:
+            isa, bits = self.vector_isa
+            lanes = bits // (32 if ty == F32 else 64)
+            vname = f"_ZGV{isa}N{lanes}{'v' * nargs}_{cname}"
+            vty = ir.VectorType(ty, lanes)
+            vfn = ir.Function(self.llmod, ir.FunctionType(vty, [vty] * nargs), vname)
+            set.add(fn.attributes, f'"vector-function-abi-variant"="{vname}({vname})"')
+            self.out.vector_decls.append(vfn)
+        return fn
+
+
+class FunctionTranslator:
+    def __init__(self, tr: Translator, op: func.FuncOp) -> None:
+        self.tr = tr
+        self.op = op
+        self.env: dict[SSAValue, object] = {}
+        ftype = op.function_type
+        params: list[ir.Type] = []
+        for t in ftype.inputs:
+            if isinstance(t, MemRefType):
+                params.append(PTR)
+                params.extend([I64] * len(t.get_shape()))
+            else:
+                params.append(ll_type(t))
+        params.append(PTR)  # result slots
+        self.fn = ir.Function(tr.llmod, ir.FunctionType(I32, params), op.sym_name.data)
+        self.result_types = list(ftype.outputs)
+        entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(entry)
+        self.entry_builder = ir.IRBuilder(entry)
+        self.error_block = self.fn.append_basic_block("error")
+        self.error_phi = None
+        self.alloc_slots: list[ir.Value] = []
+        self.slot_of: dict[SSAValue, ir.Value] = {}
+        it = iter(self.fn.args)
+        for arg, t in zip(op.body.block.args, ftype.inputs):
+            if isinstance(t, MemRefType):
+                ptr = next(it)
+                ptr.add_attribute("noalias")
+                dims = [next(it) for _ in t.get_shape()]
+                self.env[arg] = Desc(ptr, self._static_dims(t, dims), t.element_type)
+            else:
+                self.env[arg] = next(it)
+        self.results_ptr = next(it)
+
+    def _static_dims(self, t: MemRefType, dims: list[ir.Value]) -> list[ir.Value]:
+        return [I64(s) if s >= 0 else d for s, d in zip(t.get_shape(), dims)]
+
+    # -- driver ------------------------------------------------------------------
+    def run(self) -> None:
+        self.block(self.op.body.block)
+        self._finish_error_block()
+
+    def block(self, block: Block) -> list[ir.Value] | None:
+        for op in block.ops:
+            got = self.operation(op)
+            if isinstance(op, (scf.YieldOp,)):
+                return got
+        return None
+
+    def v(self, value: SSAValue):
+        try:
+            return self.env[value]
+        except KeyError:
+            raise CompileError(f"llvm: value {value} used before it is defined") from None
+
+    def set(self, op: Operation, value) -> None:
+        self.env[op.results[0]] = value
+
+    # -- ops -----------------------------------------------------------------------
+    def operation(self, op: Operation):
+        b = self.b
+        t = type(op)
+        if t in FBIN:
+            flags = _fastmath(op)
+            self.set(op, getattr(b, FBIN[t])(self.v(op.lhs), self.v(op.rhs), flags=flags))
+        elif t in IBIN:
+            self.set(op, getattr(b, IBIN[t])(self.v(op.lhs), self.v(op.rhs)))
+        elif t is arith.ConstantOp:
+            self.set(op, _constant(op))
+        elif t is arith.CmpiOp:
+            kind, cmp = _ICMP[CMPI[op.predicate.value.data]]
+            f = b.icmp_signed if kind == "s" else b.icmp_unsigned
+            self.set(op, f(cmp, self.v(op.lhs), self.v(op.rhs)))
+        elif t is arith.CmpfOp:
+            self.set(op, self._cmpf(CMPF[op.predicate.value.data], self.v(op.lhs), self.v(op.rhs)))
+        elif t is arith.SelectOp:
+            self.set(op, b.select(self.v(op.cond), self.v(op.lhs), self.v(op.rhs)))
+        elif t is arith.NegfOp:
+            self.set(op, b.fneg(self.v(op.operand)))
+        elif t in INTRINSIC2:
+            x, y = self.v(op.lhs), self.v(op.rhs)
+            self.set(op, b.call(self.tr.intrinsic(INTRINSIC2[t], [x.type], 2), [x, y]))
+        elif t is arith.FloorDivSIOp:
+            self.set(op, self._floordiv(self.v(op.lhs), self.v(op.rhs)))
+        elif t is arith.CeilDivSIOp:
+            self.set(op, self._ceildiv(self.v(op.lhs), self.v(op.rhs)))
+        elif t in (arith.IndexCastOp, arith.ExtSIOp, arith.ExtUIOp, arith.TruncIOp):
+            self.set(op, self._int_cast(op))
+        elif t in (arith.SIToFPOp, arith.UIToFPOp):
+            f = b.sitofp if t is arith.SIToFPOp else b.uitofp
+            self.set(op, f(self.v(op.input), ll_type(op.result.type)))
+        elif t in (arith.FPToSIOp, arith.FPToUIOp):
+            x = self.v(op.input)
+            name = "llvm.fptosi.sat" if t is arith.FPToSIOp else "llvm.fptoui.sat"
+            rt = ll_type(op.result.type)
+            fnty = ir.FunctionType(rt, [x.type])
+            self.set(op, b.call(self.tr.llmod.declare_intrinsic(name, [rt, x.type], fnty), [x]))
+        elif t is arith.ExtFOp:
+            self.set(op, b.fpext(self.v(op.input), ll_type(op.result.type)))
+        elif t is arith.TruncFOp:
+            self.set(op, b.fptrunc(self.v(op.input), ll_type(op.result.type)))
+        elif t is arith.BitcastOp:
+            self.set(op, b.bitcast(self.v(op.input), ll_type(op.result.type)))
+        elif t in LIBM:
+            x = self.v(op.operand)
+            self.set(op, b.call(self.tr.libm(LIBM[t], x.type, 1), [x]))
+        elif t in LIBM2:
+            x, y = self.v(op.lhs), self.v(op.rhs)
+            self.set(op, b.call(self.tr.libm(LIBM2[t], x.type, 2), [x, y]))
+        elif t in INTRINSIC:
+            x = self.v(op.operand)
+            self.set(op, b.call(self.tr.intrinsic(INTRINSIC[t], [x.type]), [x]))
+        elif t is math.AbsIOp:
+            x = self.v(op.operand)
+            fnty = ir.FunctionType(x.type, [x.type, I1])
+            self.set(op, b.call(self.tr.llmod.declare_intrinsic("llvm.abs", [x.type], fnty), [x, I1(0)]))
+        elif t is math.IPowIOp:
+            self.set(op, self._ipow(self.v(op.lhs), self.v(op.rhs)))
+        elif t is math.FmaOp:
+            a, x, c = self.v(op.a), self.v(op.b), self.v(op.c)
+            self.set(op, b.call(self.tr.intrinsic("llvm.fma", [a.type], 3), [a, x, c]))
+        elif t is memref.LoadOp:
+            self.set(op, self._load(self.v(op.memref), [self.v(i) for i in op.indices]))
+        elif t is memref.StoreOp:
+            self._store(self.v(op.value), self.v(op.memref), [self.v(i) for i in op.indices])
+        elif t is memref.AllocOp:
+            self._alloc(op)
+        elif t is memref.DeallocOp:
+            self._dealloc(op)
+        elif t is memref.DimOp:
+            desc = self.v(op.source)
+            k = op.index.owner.value.value.data
+            self.set(op, desc.dims[k])
+        elif t in (memref.CollapseShapeOp, memref.ExpandShapeOp, memref.CastOp):
+            self._view(op)
+        elif t is memref.GetGlobalOp:
+            mt = op.memref.type
+            g = self.tr.globals[op.name_.root_reference.data]
+            self.set(op, Desc(g, [I64(s) for s in mt.get_shape()], mt.element_type))
+        elif t is memref.CopyOp:
+            self._copy(self.v(op.source), self.v(op.destination))
+        elif t is scf.ForOp:
+            self._for(op)
+        elif t is scf.IfOp:
+            self._if(op)
+        elif t is scf.YieldOp:
+            return [self.v(x) for x in op.operands]
+        elif t is cf.AssertOp:
+            self._assert(op)
+        elif t is func.CallOp:
+            self._call(op)
+        elif t is func.ReturnOp:
+            self._return(op)
+        else:
+            raise CompileError(f"llvm: no translation for {op.name}")
+        return None
+
+    # -- arithmetic helpers ------------------------------------------------------------
+    def _cmpf(self, pred: str, x, y):
+        b = self.b
+        if pred == "false":
+            return I1(0)
+        if pred == "true":
+            return I1(1)
+        if pred == "ord":
+            return b.fcmp_ordered("ord", x, y)
+        if pred == "uno":
+            return b.fcmp_unordered("uno", x, y)
+        ordered, cmp = pred[0] == "o", _FCMP_OP[pred[1:]]
+        return (b.fcmp_ordered if ordered else b.fcmp_unordered)(cmp, x, y)
+
+    def _floordiv(self, x, y):
+        b = self.b
+        q = b.sdiv(x, y)
+        r = b.srem(x, y)
+        zero = ir.Constant(x.type, 0)
+        fix = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
+                                                                 b.icmp_signed("<", y, zero)))
+        return b.select(fix, b.sub(q, ir.Constant(x.type, 1)), q)
+
+    def _ceildiv(self, x, y):
+        b = self.b
+        q = b.sdiv(x, y)
+        r = b.srem(x, y)
+        zero = ir.Constant(x.type, 0)
+        fix = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("==", b.icmp_signed("<", r, zero),
+                                                                 b.icmp_signed("<", y, zero)))
+        return b.select(fix, b.add(q, ir.Constant(x.type, 1)), q)
+
+    def _int_cast(self, op):
+        x = self.v(op.input)
+        rt = ll_type(op.result.type)
+        if x.type == rt:
+            return x
+        if x.type.width > rt.width:
+            return self.b.trunc(x, rt)
+        if isinstance(op, arith.ExtUIOp):
+            return self.b.zext(x, rt)
+        return self.b.sext(x, rt)
+
+    def _ipow(self, base, exp):
+        """Square and multiply (exp >= 0 is checked before)."""
+        b = self.b
+        ty = base.type
+        pre = b.block
+        head = self.fn.append_basic_block("ipow.head")
+        body = self.fn.append_basic_block("ipow.body")
+        done = self.fn.append_basic_block("ipow.done")
+        b.branch(head)
+        b.position_at_end(head)
+        acc = b.phi(ty)
+        bb = b.phi(ty)
+        e = b.phi(ty)
+        acc.add_incoming(ir.Constant(ty, 1), pre)
+        bb.add_incoming(base, pre)
+        e.add_incoming(exp, pre)
+        b.cbranch(b.icmp_signed(">", e, ir.Constant(ty, 0)), body, done)
+        b.position_at_end(body)
+        odd = b.trunc(e, I1)
+        acc2 = b.select(odd, b.mul(acc, bb), acc)
+        bb2 = b.mul(bb, bb)
+        e2 = b.lshr(e, ir.Constant(ty, 1))
+        acc.add_incoming(acc2, body)
+        bb.add_incoming(bb2, body)
+        e.add_incoming(e2, body)
+        b.branch(head)
+        b.position_at_end(done)
+        return acc
+
+    # -- memory ---------------------------------------------------------------------
+    def _addr(self, desc: Desc, idx: list):
+        b = self.b
+        lin = None
+        for k, i in enumerate(idx):
+            lin = i if lin is None else b.add(b.mul(lin, desc.dims[k], flags=["nuw", "nsw"]), i,
+                                                flags=["nuw", "nsw"])
+        elt = storage_type(desc.elt)
+        if lin is None:
+            return desc.ptr
+        return b.gep(desc.ptr, [lin], inbounds=True, source_etype=elt)
+
+    def _load(self, desc: Desc, idx: list):
+        elt = storage_type(desc.elt)
+        v = self.b.load(self._addr(desc, idx), typ=elt, align=_align(elt))
+        if ll_type(desc.elt) == I1:
+            return self.b.icmp_unsigned("!=", v, I8(0))
+        return v
+
+    def _store(self, value, desc: Desc, idx: list):
+        elt = storage_type(desc.elt)
+        if ll_type(desc.elt) == I1:
+            value = self.b.zext(value, I8)
+        self.b.store(value, self._addr(desc, idx), align=_align(elt))
+
+    def _bytes(self, desc: Desc):
+        b = self.b
+        n = I64(_size(desc.elt))
+        for d in desc.dims:
+            n = b.mul(n, d)
+        return n
+
+    def _alloc(self, op: memref.AllocOp) -> None:
+        b = self.b
+        mt = op.memref.type
+        dyn = iter(op.dynamic_sizes)
+        dims = [I64(s) if s >= 0 else self.v(next(dyn)) for s in mt.get_shape()]
+        desc = Desc(None, dims, mt.element_type)
+        nbytes = self._bytes(desc)
+        alloc = self.tr.declare("irkit_alloc", PTR, [I64])
+        ptr = b.call(alloc, [nbytes])
+        ok = b.icmp_unsigned("!=", ptr, ir.Constant(PTR, None))
+        self._check(ok, "MemoryError: out of memory allocating a buffer")
+        slot = self.entry_builder.alloca(PTR)
+        self.entry_builder.store(ir.Constant(PTR, None), slot)
+        b.store(ptr, slot)
+        self.alloc_slots.append(slot)
+        self.slot_of[op.memref] = slot
+        desc.ptr = ptr
+        self.env[op.memref] = desc
+
+    def _dealloc(self, op: memref.DeallocOp) -> None:
+        desc = self.v(op.memref)
+        free = self.tr.declare("irkit_free", ir.VoidType(), [PTR])
+        self.b.call(free, [desc.ptr])
+        slot = self.slot_of.get(op.memref)
+        if slot is not None:
+            self.b.store(ir.Constant(PTR, None), slot)
+
+    def _view(self, op) -> None:
+        src = self.v(op.operands[0])
+        mt = op.results[0].type
+        shape = mt.get_shape()
+        if isinstance(op, memref.ExpandShapeOp):
+            dyn = iter(op.output_shape)
+            dims = [I64(s) if s >= 0 else self.v(next(dyn)) for s in shape]
+        elif isinstance(op, memref.CollapseShapeOp):
+            dims = []
+            for group in op.reassociation.data:
+                n = I64(1)
+                for k in group.get_values():
+                    n = self.b.mul(n, src.dims[k])
+                dims.append(n)
+        else:
+            dims = src.dims
+        self.env[op.results[0]] = Desc(src.ptr, dims, mt.element_type)
+
+    def _copy(self, src: Desc, dst: Desc) -> None:
+        n = self._bytes(src)
+        memcpy = self.tr.intrinsic("llvm.memcpy", [PTR, PTR, I64])
+        self.b.call(memcpy, [dst.ptr, src.ptr, n, I1(0)])
+
+    # -- control flow ----------------------------------------------------------------
+    def _for(self, op: scf.ForOp) -> None:
+        b = self.b
+        lb, ub, step = self.v(op.lb), self.v(op.ub), self.v(op.step)
+        inits = [self.v(x) for x in op.iter_args]
+        pre = b.block
+        head = self.fn.append_basic_block("for.head")
+        body = self.fn.append_basic_block("for.body")
+        exit_ = self.fn.append_basic_block("for.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        iv = b.phi(I64)
+        iv.add_incoming(lb, pre)
+        accs = []
+        for x in inits:
+            p = b.phi(x.type)
+            p.add_incoming(x, pre)
+            accs.append(p)
+        b.cbranch(b.icmp_signed("<", iv, ub), body, exit_)
+        b.position_at_end(body)
+        block = op.body.block
+        self.env[block.args[0]] = iv
+        for a, p in zip(block.args[1:], accs):
+            self.env[a] = p
+        yielded = self.block(block) or []
+        latch = b.block
+        nxt = b.add(iv, step, flags=["nsw"])
+        iv.add_incoming(nxt, latch)
+        for p, y in zip(accs, yielded):
+            p.add_incoming(y, latch)
+        b.branch(head)
+        b.position_at_end(exit_)
+        for r, p in zip(op.results, accs):
+            self.env[r] = p
+
+    def _if(self, op: scf.IfOp) -> None:
+        b = self.b
+        cond = self.v(op.cond)
+        then = self.fn.append_basic_block("if.then")
+        other = self.fn.append_basic_block("if.else")
+        merge = self.fn.append_basic_block("if.end")
+        b.cbranch(cond, then, other)
+        outs = []
+        for region, bb in ((op.true_region, then), (op.false_region, other)):
+            b.position_at_end(bb)
+            got = self.block(region.block) if region.blocks else []
+            outs.append((got or [], b.block))
+            b.branch(merge)
+        b.position_at_end(merge)
+        for k, r in enumerate(op.results):
+            p = b.phi(ll_type(r.type))
+            for got, bb in outs:
+                p.add_incoming(got[k], bb)
+            self.env[r] = p
+
+    def _check(self, ok, message: str) -> None:
+        """Branch to the error exit with this message's code unless `ok`."""
+        b = self.b
+        self.tr.out.messages.append(message)
+        code = len(self.tr.out.messages)
+        fail = self.fn.append_basic_block("check.fail")
+        cont = self.fn.append_basic_block("check.ok")
+        b.cbranch(ok, cont, fail)
+        b.position_at_end(fail)
+        self._to_error(I32(code))
+        b.position_at_end(cont)
+
+    def _to_error(self, code) -> None:
+        if self.error_phi is None:
+            eb = ir.IRBuilder(self.error_block)
+            self.error_phi = eb.phi(I32)
+        self.error_phi.add_incoming(code, self.b.block)
+        self.b.branch(self.error_block)
+
+    def _assert(self, op: cf.AssertOp) -> None:
+        self._check(self.v(op.arg), op.msg.data)
+
+    def _finish_error_block(self) -> None:
+        eb = ir.IRBuilder(self.error_block)
+        if self.error_phi is None:
+            eb.unreachable()
+            return
+        free = self.tr.declare("irkit_free", ir.VoidType(), [PTR])
+        for slot in self.alloc_slots:
+            eb.call(free, [eb.load(slot, typ=PTR)])
+        eb.ret(self.error_phi)
+
+    def _return(self, op: func.ReturnOp) -> None:
+        b = self.b
+        slot = 0
+        for v in op.arguments:
+            desc = self.v(v)
+            p = b.gep(self.results_ptr, [I64(slot)], inbounds=True, source_etype=I64)
+            b.store(b.ptrtoint(desc.ptr, I64), p)
+            slot += 1
+            for d in desc.dims:
+                b.store(d, b.gep(self.results_ptr, [I64(slot)], inbounds=True, source_etype=I64))
+                slot += 1
+        b.ret(I32(0))
+
+    # -- calls ------------------------------------------------------------------------
+    def _call(self, op: func.CallOp) -> None:
+        name = op.callee.root_reference.data
+        if name not in GEMM:
+            raise CompileError(f"llvm: call to unknown function @{name}")
+        sym, ft = GEMM[name]
+        (ta, tb, m, n, k, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc) = \
+            [self.v(x) for x in op.arguments]
+        b = self.b
+        eb = self.entry_builder
+
+        def slot(ty):
+            return eb.alloca(ty)
+
+        ch_a, ch_b = slot(I8), slot(I8)
+        im, in_, ik, ilda, ildb, ildc = (slot(I32) for _ in range(6))
+        pal, pbe = slot(ft), slot(ft)
+        # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap A and B.
+        b.store(b.select(tb, I8(ord("T")), I8(ord("N"))), ch_b)
+        b.store(b.select(ta, I8(ord("T")), I8(ord("N"))), ch_a)
+        for dst, val in ((im, m), (in_, n), (ik, k)):
+            b.store(b.trunc(val, I32), dst)
+        for dst, val in ((ilda, lda), (ildb, ldb), (ildc, ldc)):
+            one = I64(1)
+            b.store(b.trunc(b.select(b.icmp_signed("<", val, one), one, val), I32), dst)
+        b.store(alpha, pal)
+        b.store(beta, pbe)
+        pa = b.gep(A.ptr, [offa], inbounds=True, source_etype=ft)
+        pb = b.gep(B.ptr, [offb], inbounds=True, source_etype=ft)
+        pc = b.gep(C.ptr, [offc], inbounds=True, source_etype=ft)
+        gemm = self.tr.declare(sym, ir.VoidType(), [PTR] * 13)
+        nonempty = b.and_(b.icmp_signed(">", m, I64(0)), b.icmp_signed(">", n, I64(0)))
+        with b.if_then(nonempty):
+            b.call(gemm, [ch_b, ch_a, in_, im, ik, pal, pb, ildb, pa, ilda, pbe, pc, ildc])
+
+
+def _fastmath(op) -> tuple:
+    fm = op.properties.get("fastmath")
+    if fm is None:
+        return ()
+    flags = [str(f) for f in getattr(fm, "data", ())]
+    return tuple(f.split(".")[-1].lower() for f in flags) if flags else ()
+
+
+def _constant(op: arith.ConstantOp):
+    val = op.value
+    t = ll_type(op.result.type)
+    if isinstance(val, FloatAttr):
+        return ir.Constant(t, float(val.value.data))
+    if isinstance(val, IntegerAttr):
+        v = int(val.value.data)
+        if t == I1:
+            v &= 1
+        return ir.Constant(t, v)
+    raise CompileError(f"llvm: unsupported constant {val}")
+
+
+def _size(elt: Attribute) -> int:
+    lt = storage_type(elt)
+    if lt == F32:
+        return 4
+    if lt == F64:
+        return 8
+    return lt.width // 8
+
+
+def _align(lt: ir.Type) -> int:
+    return 4 if lt == F32 else 8 if lt == F64 else max(lt.width // 8, 1)
+

@@ -1,0 +1,181 @@
+"""The native runtime every compiled function shares, compiled once per process and
+never freed (arrays it allocated may outlive any one compiled function):
+
+- `irkit_alloc(nbytes)` / `irkit_free(ptr)`: 64-byte aligned buffers. Blocks of
+  1 MiB or more are advised into transparent huge pages (as numpy does) and,
+  when freed, kept in a small cache and handed out again for the next request
+  of the same size class (1 MiB steps), so a function called in a loop writes
+  into memory that is already mapped instead of faulting in fresh pages every
+  call. The cache holds at most `IRKIT_POOL_BYTES` (default 1 GiB) and 32 blocks.
+- `irkit_capsule_free(capsule)`: the destructor of the capsule that owns a
+  result array's buffer.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import llvmlite.ir as ir
+
+from irkit.backends import jit
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR = ir.PointerType()
+HEADER = 64
+LARGE = 1 << 20
+SLOTS = 32
+MADV_HUGEPAGE = 14
+
+
+def _declare(m: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    return m.globals.get(name) or ir.Function(m, ir.FunctionType(ret, args), name)
+
+
+def _global(m: ir.Module, name: str, ty: ir.Type) -> ir.GlobalVariable:
+    g = ir.GlobalVariable(m, ty, name)
+    g.initializer = ir.Constant(ty, None)
+    g.linkage = "internal"
+    return g
+
+
+def _lock(b: ir.IRBuilder, fn: ir.Function, lock: ir.GlobalVariable) -> None:
+    spin = fn.append_basic_block("lock.spin")
+    got = fn.append_basic_block("lock.got")
+    b.branch(spin)
+    b.position_at_end(spin)
+    pair = b.cmpxchg(lock, I32(0), I32(1), "acquire", "monotonic")
+    b.cbranch(b.extract_value(pair, 1), got, spin)
+    b.position_at_end(got)
+
+
+def _unlock(b: ir.IRBuilder, lock: ir.GlobalVariable) -> None:
+    b.store_atomic(I32(0), lock, "release", 4)
+
+
+def build_module(limit: int) -> ir.Module:
+    m = ir.Module(name="irkit_runtime")
+    aligned_alloc = _declare(m, "aligned_alloc", PTR, [I64, I64])
+    free = _declare(m, "free", ir.VoidType(), [PTR])
+    madvise = _declare(m, "madvise", I32, [PTR, I64, I32])
+    lock = _global(m, "irkit_pool_lock", I32)
+    caps = _global(m, "irkit_pool_caps", ir.ArrayType(I64, SLOTS))
+    ptrs = _global(m, "irkit_pool_ptrs", ir.ArrayType(PTR, SLOTS))
+    cached = _global(m, "irkit_pool_bytes", I64)
+
+    # -- irkit_alloc ----------------------------------------------------------------
+    fn = ir.Function(m, ir.FunctionType(PTR, [I64]), "irkit_alloc")
+    n = fn.args[0]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    small, large = fn.append_basic_block("small"), fn.append_basic_block("large")
+    b.cbranch(b.icmp_unsigned(">=", n, I64(LARGE)), large, small)
+
+    b.position_at_end(small)
+    total = b.and_(b.add(n, I64(HEADER + 63)), I64(~63))
+    base = b.call(aligned_alloc, [I64(64), total])
+    null, ok = fn.append_basic_block("null"), fn.append_basic_block("small.ok")
+    b.cbranch(b.icmp_unsigned("==", base, ir.Constant(PTR, None)), null, ok)
+    b.position_at_end(null)
+    b.ret(ir.Constant(PTR, None))
+    b.position_at_end(ok)
+    b.store(I64(0), base)
+    b.ret(b.gep(base, [I64(HEADER)], inbounds=True, source_etype=I8))
+
+    b.position_at_end(large)
+    cap = b.and_(b.add(n, I64(LARGE - 1)), I64(~(LARGE - 1)))
+    _lock(b, fn, lock)
+    loop, hit, miss = (fn.append_basic_block(s) for s in ("find", "hit", "miss"))
+    pre = b.block
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    i.add_incoming(I64(0), pre)
+    slot_cap = b.gep(caps, [I32(0), i], inbounds=True)
+    nxt = fn.append_basic_block("find.next")
+    b.cbranch(b.icmp_unsigned("==", b.load(slot_cap, typ=I64), cap), hit, nxt)
+    b.position_at_end(nxt)
+    i2 = b.add(i, I64(1))
+    i.add_incoming(i2, nxt)
+    b.cbranch(b.icmp_unsigned("<", i2, I64(SLOTS)), loop, miss)
+    b.position_at_end(hit)
+    p = b.load(b.gep(ptrs, [I32(0), i], inbounds=True), typ=PTR)
+    b.store(I64(0), slot_cap)
+    b.store(b.sub(b.load(cached, typ=I64), cap), cached)
+    _unlock(b, lock)
+    b.ret(p)
+    b.position_at_end(miss)
+    _unlock(b, lock)
+    size = b.add(cap, I64(4096))
+    base = b.call(aligned_alloc, [I64(4096), size])
+    null2, ok2 = fn.append_basic_block("null2"), fn.append_basic_block("large.ok")
+    b.cbranch(b.icmp_unsigned("==", base, ir.Constant(PTR, None)), null2, ok2)
+    b.position_at_end(null2)
+    b.ret(ir.Constant(PTR, None))
+    b.position_at_end(ok2)
+    b.call(madvise, [base, size, I32(MADV_HUGEPAGE)])
+    b.store(cap, base)
+    b.ret(b.gep(base, [I64(HEADER)], inbounds=True, source_etype=I8))
+
+    # -- irkit_free -------------------------------------------------------------------
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR]), "irkit_free")
+    p = fn.args[0]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    done, body = fn.append_basic_block("done"), fn.append_basic_block("body")
+    b.cbranch(b.icmp_unsigned("==", p, ir.Constant(PTR, None)), done, body)
+    b.position_at_end(done)
+    b.ret_void()
+    b.position_at_end(body)
+    base = b.gep(p, [I64(-HEADER)], inbounds=True, source_etype=I8)
+    cap = b.load(base, typ=I64)
+    release, pooled = fn.append_basic_block("release"), fn.append_basic_block("pooled")
+    b.cbranch(b.icmp_unsigned("==", cap, I64(0)), release, pooled)
+    b.position_at_end(release)
+    b.call(free, [base])
+    b.ret_void()
+    b.position_at_end(pooled)
+    _lock(b, fn, lock)
+    room, full = fn.append_basic_block("room"), fn.append_basic_block("full")
+    total = b.add(b.load(cached, typ=I64), cap)
+    b.cbranch(b.icmp_unsigned("<=", total, I64(limit)), room, full)
+    b.position_at_end(room)
+    loop, store, nxt_blk = (fn.append_basic_block(s) for s in ("slot", "store", "slot.next"))
+    pre = b.block
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    i.add_incoming(I64(0), pre)
+    slot_cap = b.gep(caps, [I32(0), i], inbounds=True)
+    b.cbranch(b.icmp_unsigned("==", b.load(slot_cap, typ=I64), I64(0)), store, nxt_blk)
+    b.position_at_end(nxt_blk)
+    i2 = b.add(i, I64(1))
+    i.add_incoming(i2, nxt_blk)
+    b.cbranch(b.icmp_unsigned("<", i2, I64(SLOTS)), loop, full)
+    b.position_at_end(store)
+    b.store(cap, slot_cap)
+    b.store(p, b.gep(ptrs, [I32(0), i], inbounds=True))
+    b.store(total, cached)
+    _unlock(b, lock)
+    b.ret_void()
+    b.position_at_end(full)
+    _unlock(b, lock)
+    b.call(free, [base])
+    b.ret_void()
+
+    # -- irkit_capsule_free -------------------------------------------------------------
+    get_ptr = _declare(m, "PyCapsule_GetPointer", PTR, [PTR, PTR])
+    irkit_free = m.globals["irkit_free"]
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR]), "irkit_capsule_free")
+    b = ir.IRBuilder(fn.append_basic_block())
+    b.call(irkit_free, [b.call(get_ptr, [fn.args[0], ir.Constant(PTR, None)])])
+    b.ret_void()
+    return m
+
+
+@functools.lru_cache(maxsize=None)
+def runtime() -> jit.Compiled:
+    """Compile the runtime once and make its functions callable by name from every module."""
+    limit = int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
+    compiled = jit.compile_ir(str(build_module(limit)))
+    for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free"):
+        jit.register_symbol(name, compiled.address(name))
+    return compiled

@@ -1,0 +1,75 @@
+"""`ik.config`: the few global settings, each checked when set.
+
+Settings are read when a graph is built or compiled, never deep inside a
+pass: a compiled function does not change when config changes afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_FLOATS = ("float32", "float64")
+
+
+class Config:
+    """Global settings. `floatX` is the default float dtype of new variables and constants."""
+
+    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold")
+
+    def __init__(self) -> None:
+        self._floatX = os.environ.get("IRKIT_FLOATX", "float64")
+        if self._floatX not in _FLOATS:
+            raise ValueError(f"IRKIT_FLOATX must be one of {_FLOATS}, not {self._floatX!r}")
+        self._num_threads = int(os.environ.get("IRKIT_NUM_THREADS", str(min(os.cpu_count() or 1, 8))))
+        self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
+        # Elements a kernel must touch before it is split across threads: a
+        # fork/join costs about 60 us, so only work of a millisecond or more pays.
+        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 20)))
+
+    @property
+    def floatX(self) -> str:
+        return self._floatX
+
+    @floatX.setter
+    def floatX(self, value: Any) -> None:
+        value = str(value)
+        if value not in _FLOATS:
+            raise ValueError(f"config.floatX must be one of {_FLOATS}, not {value!r}")
+        self._floatX = value
+
+    @property
+    def num_threads(self) -> int:
+        return self._num_threads
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.num_threads must be a positive int, not {value!r}")
+        self._num_threads = value
+
+    @property
+    def debug(self) -> bool:
+        """When true, compiling prints each stage's timing and the kernels it made."""
+        return self._debug
+
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        self._debug = bool(value)
+
+    @property
+    def parallel_threshold(self) -> int:
+        return self._parallel_threshold
+
+    @parallel_threshold.setter
+    def parallel_threshold(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.parallel_threshold must be a positive int, not {value!r}")
+        self._parallel_threshold = value
+
+    def __repr__(self) -> str:
+        return (f"Config(floatX={self.floatX!r}, num_threads={self.num_threads}, "
+                f"debug={self.debug}, parallel_threshold={self.parallel_threshold})")
+
+
+config = Config()

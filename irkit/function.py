@@ -1,0 +1,407 @@
+"""`ik.function`: compile a graph into one native function, and call it.
+
+Compiling clones what the outputs (and updates) need into a `func.func` at
+the tensor level (inputs first, then the shared variables it reads, as
+arguments), runs the default pipeline down to loops, translates to LLVM,
+adds the native CPython entry and JIT-compiles the lot.
+
+A call goes straight into machine code when the arguments are exactly what
+the code expects; anything else (a Python number, a list, another dtype, a
+non-contiguous array) takes the slow path here, which converts what converts
+without loss and explains what does not. Updates to shared variables are
+applied only after the whole call succeeded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, SSAValue
+from xdsl.printer import Printer
+
+from irkit.config import config
+from irkit.dialects.ik.create import PlaceholderOp
+from irkit.errors import (CompileError, DeviceError, DTypeError, MissingInputError, ShapeError,
+                          split_kind)
+from irkit.leaves import SharedVariable, leaf_of
+from irkit.pipeline import STAGES, make_context, run_passes
+from irkit.types import dtype_of, format_shape
+from irkit.variable import Variable
+
+
+class _Updates:
+    @staticmethod
+    def normalize(updates: Any) -> list[tuple[SharedVariable, Variable]]:
+        if updates is None:
+            return []
+        items = list(updates.items()) if isinstance(updates, dict) else list(updates)
+        out, seen = [], set()
+        from irkit import ops
+        for item in items:
+            try:
+                shared, expr = item
+            except (TypeError, ValueError):
+                raise TypeError("updates must be (shared variable, new value) pairs or a dict") from None
+            if not isinstance(shared, SharedVariable):
+                raise TypeError(f"updates can only change shared variables, not {shared!r}")
+            if id(shared) in seen:
+                raise ValueError(f"shared variable {shared.name!r} is updated twice")
+            seen.add(id(shared))
+            expr = ops.as_variable(expr, shared.dtype)
+            label = f"update of shared variable {shared.name!r}"
+            if expr.ndim != shared.ndim:
+                raise ShapeError(f"{label}: the new value has rank {expr.ndim} "
+                                 f"(shape {format_shape(expr.static_shape)}), the variable {shared.ndim}")
+            if expr.dtype != shared.dtype:
+                if not np.can_cast(expr.dtype, shared.dtype, "safe"):
+                    raise DTypeError(f"{label}: the new value has dtype {expr.dtype.name}, the variable "
+                                     f"{shared.dtype.name} (cast it explicitly if the loss is intended)")
+                expr = ops.cast(expr, shared.dtype)
+            for k, (a, b) in enumerate(zip(shared.static_shape, expr.static_shape)):
+                if a is not None and b is not None and a != b:
+                    raise ShapeError(f"{label}: dim {k} of the new value is {b}, the variable's is {a}")
+            out.append((shared, expr))
+        return out
+
+
+def _givens(givens: Any) -> dict[SSAValue, SSAValue]:
+    from irkit import ops
+    if givens is None:
+        return {}
+    items = list(givens.items()) if isinstance(givens, dict) else list(givens)
+    out: dict[SSAValue, SSAValue] = {}
+    for old, new in items:
+        if not isinstance(old, Variable):
+            raise TypeError(f"givens keys must be variables, not {type(old).__name__}")
+        new = ops.as_variable(new, old.dtype)
+        if new.dtype != old.dtype or new.ndim != old.ndim:
+            raise DTypeError(f"givens: {old!r} cannot be replaced by {new!r} (dtype and rank must match)")
+        out[old.value] = new.value
+    return out
+
+
+def build_module(inputs: Sequence[Variable], outputs: Sequence[Variable], givens: dict[SSAValue, SSAValue],
+                 name: str = "main") -> tuple[ModuleOp, list[SharedVariable]]:
+    """Clone the graph the outputs need into `func.func @name` (inputs, then shared variables)."""
+    input_of = {v.value: k for k, v in enumerate(inputs)}
+    shared: list[SharedVariable] = []
+    shared_of: dict[SSAValue, int] = {}
+    order: list = []          # ops in topological order
+    visited: set = set()
+    resolved: dict[SSAValue, SSAValue] = {}
+
+    def target(v: SSAValue) -> SSAValue:
+        seen = set()
+        while v in givens and v not in input_of:
+            if v in seen:
+                raise ValueError("givens form a cycle")
+            seen.add(v)
+            v = givens[v]
+        return v
+
+    stack: list[tuple[SSAValue, bool]] = [(target(o.value), False) for o in reversed(outputs)]
+    while stack:
+        v, expanded = stack.pop()
+        if v in visited and not expanded:
+            continue
+        op = v.owner
+        if v in input_of:
+            visited.add(v)
+            continue
+        if isinstance(op, PlaceholderOp):
+            leaf = leaf_of(v)
+            if isinstance(leaf, SharedVariable):
+                if v not in shared_of:
+                    shared_of[v] = len(shared)
+                    shared.append(leaf)
+                visited.add(v)
+                continue
+            label = f"{leaf.name!r}" if leaf is not None and leaf.name else repr(leaf)
+            names = ", ".join(repr(i.name) if i.name else repr(i) for i in inputs) or "none"
+            raise MissingInputError(f"an output depends on input {label}, which is not among the "
+                                    f"function's inputs ({names}); add it to the inputs or use givens=")
+        if expanded:
+            if op not in visited:
+                visited.add(op)
+                order.append(op)
+            visited.add(v)
+            continue
+        if op in visited:
+            visited.add(v)
+            continue
+        stack.append((v, True))
+        for operand in reversed(op.operands):
+            t = target(operand)
+            resolved[operand] = t
+            if t not in visited:
+                stack.append((t, False))
+
+    arg_types = [v.type for v in inputs] + [s.type for s in shared]
+    out_types = [target(o.value).type for o in outputs]
+    fn = func.FuncOp(name, (arg_types, out_types))
+    block: Block = fn.body.block
+    mapping: dict[SSAValue, SSAValue] = {}
+    for k, v in enumerate(inputs):
+        mapping[v.value] = block.args[k]
+        if v.value.name_hint:
+            block.args[k].name_hint = v.value.name_hint
+    for s, k in shared_of.items():
+        arg = block.args[len(inputs) + k]
+        mapping[s] = arg
+        if s.name_hint:
+            arg.name_hint = s.name_hint
+    for op in order:
+        operand_map = {o: mapping[resolved.get(o, o)] for o in op.operands}
+        clone = op.clone(value_mapper=operand_map)
+        block.add_op(clone)
+        for old, new in zip(op.results, clone.results):
+            mapping[old] = new
+    block.add_op(func.ReturnOp(*[mapping[target(o.value)] for o in outputs]))
+    return ModuleOp([fn]), shared
+
+
+class Function:
+    """A compiled function: call it with numpy arrays (or numbers), get numpy arrays back."""
+
+    def __init__(self, inputs: Sequence[Variable], outputs: Any, updates: Any = None, givens: Any = None,
+                 target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None) -> None:
+        from irkit import ops
+        t0 = time.perf_counter()
+        if target != "cpu":
+            if target == "cuda":
+                raise DeviceError("target='cuda': this build of irkit has no GPU backend yet; use target='cpu'")
+            raise ValueError(f"unknown target {target!r}; irkit compiles for 'cpu'")
+        if isinstance(inputs, Variable):
+            raise TypeError("ik.function's inputs must be a list of variables")
+        self.inputs = list(inputs)
+        self._check_inputs()
+        self.single = not isinstance(outputs, (list, tuple))
+        outs = [outputs] if self.single else list(outputs)
+        self.outputs = [ops.as_variable(o) for o in outs]
+        self.updates = _Updates.normalize(updates)
+        self.givens = _givens(givens)
+        self.allow_input_downcast = allow_input_downcast
+        self.name = name or "main"
+        self.timings: dict[str, float] = {}
+        graph_outputs = self.outputs + [e for _, e in self.updates]
+        module, self.shared = build_module(self.inputs, graph_outputs, self.givens, _symbol(self.name))
+        self._graph_outputs = graph_outputs
+        self.timings["build"] = time.perf_counter() - t0
+        self._compile(module)
+        self._containers = [s.container for s in self.shared]
+        self._update_containers = [s.container for s, _ in self.updates]
+        self._n_out = len(self.outputs)
+        self._local = threading.local()
+        self._texts: dict[str, str] | None = None
+        self.timings["total"] = time.perf_counter() - t0
+        if config.debug:
+            print(f"[irkit] compiled {self.name}: " +
+                  ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in self.timings.items()))
+
+    def _check_inputs(self) -> None:
+        seen_names: dict[str, Variable] = {}
+        seen: set[int] = set()
+        for k, v in enumerate(self.inputs):
+            if not isinstance(v, Variable):
+                raise TypeError(f"input {k} of ik.function is {type(v).__name__}, not a variable")
+            if isinstance(v, SharedVariable):
+                raise TypeError(f"input {k} ({v.name!r}) is a shared variable: functions read shared "
+                                "variables implicitly; pass only the other inputs")
+            if not isinstance(v.value.owner, PlaceholderOp):
+                raise TypeError(f"input {k} ({v!r}) is computed from other variables; inputs must be "
+                                "made with ik.scalar/vector/matrix/tensor (use givens= to substitute)")
+            if id(v) in seen or any(v.value is u.value for u in self.inputs[:k]):
+                raise ValueError(f"input {v.name or k!r} is given twice")
+            seen.add(id(v))
+            if v.name:
+                if v.name in seen_names:
+                    raise ValueError(f"name clash: two inputs are called {v.name!r}; give them distinct "
+                                     "names (keyword calls look inputs up by name)")
+                seen_names[v.name] = v
+        self._input_names = seen_names
+
+    def _compile(self, module: ModuleOp) -> None:
+        from irkit.backends import entry as E
+        from irkit.backends import jit
+        from irkit.backends.llvm import Translator
+        ctx = make_context()
+        t = self.timings
+        run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], ctx, t)
+        t0 = time.perf_counter()
+        tr = Translator(jit.vector_isa())
+        translation = tr.translate(module)
+        self.messages = translation.messages
+        fn_name = _symbol(self.name)
+        kernel = translation.module.globals[fn_name]
+        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
+            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
+        results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape())) for v in
+                   (o.value for o in self._graph_outputs)]
+        E.prepare()
+        entry = E.EntryBuilder(translation.module).build(kernel, args, results,
+                                                         single=self.single and not self.updates)
+        self._llvm_text = str(translation.module)
+        t["llvm-ir"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self._compiled = jit.compile_ir(self._llvm_text)
+        t["llvm-jit"] = time.perf_counter() - t0
+        self._native = E.NativeFunction(self._compiled, entry, self._slow_call, self._raise)
+
+    # -- calling ---------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = self._bind(args, kwargs)
+        if self._containers:
+            args = (*args, *[c[0] for c in self._containers])
+        out = self._native.call(*args)
+        if self._update_containers:
+            for container, value in zip(self._update_containers, out[self._n_out:]):
+                container[0] = value
+            out = out[0] if self.single else out[:self._n_out]
+        return out
+
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        values = list(args) + [None] * (len(self.inputs) - len(args))
+        given = [True] * len(args) + [False] * (len(self.inputs) - len(args))
+        for key, value in kwargs.items():
+            for k, v in enumerate(self.inputs):
+                if v.name == key:
+                    if given[k]:
+                        raise TypeError(f"{self.name}() got multiple values for input {key!r}")
+                    values[k], given[k] = value, True
+                    break
+            else:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument {key!r}; inputs are "
+                                f"{', '.join(repr(v.name) for v in self.inputs)}")
+        missing = [self._label(k) for k, g in enumerate(given) if not g]
+        if missing:
+            raise TypeError(f"{self.name}() missing input(s): {', '.join(missing)}")
+        return tuple(values)
+
+    def _label(self, k: int) -> str:
+        v = self.inputs[k]
+        return repr(v.name) if v.name else f"#{k}"
+
+    def _slow_call(self, *args: Any) -> Any:
+        """The native entry did not take these arguments: convert them, or say why not."""
+        n = len(self.inputs)
+        if len(args) != n + len(self.shared):
+            given = len(args) - len(self.shared)
+            names = ", ".join(self._label(k) for k in range(n))
+            raise TypeError(f"{self.name}() takes {n} input(s) ({names}), got {given}")
+        if getattr(self._local, "busy", False):
+            raise CompileError(f"{self.name}: the native entry rejected arguments the slow path prepared")
+        converted = [self._convert(k, a) for k, a in enumerate(args[:n])]
+        converted += [np.asarray(a, order="C") for a in args[n:]]
+        self._local.busy = True
+        try:
+            return self._native.call(*converted)
+        finally:
+            self._local.busy = False
+
+    def _convert(self, k: int, value: Any) -> np.ndarray:
+        v = self.inputs[k]
+        dt, shape = v.dtype, v.static_shape
+        label = f"input {self._label(k)}"
+        if isinstance(value, Variable):
+            raise TypeError(f"{label}: got a symbolic variable; call the function with values")
+        if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+            arr = self._convert_python(label, value, dt)
+        else:
+            arr = np.asarray(value)
+            if arr.dtype == object:
+                raise TypeError(f"{label}: cannot convert {type(value).__name__} to an array of {dt.name}")
+            from_python = isinstance(value, (list, tuple)) and (
+                np.can_cast(arr.dtype, dt, "same_kind") or (arr.dtype.kind in "biu" and dt.kind == "f"))
+            if arr.dtype != dt:
+                if from_python and dt.kind in "iu" and arr.size and \
+                        not (np.iinfo(dt).min <= arr.min() and arr.max() <= np.iinfo(dt).max):
+                    raise DTypeError(f"{label} expects {dt.name}; some values are out of its range")
+                if np.can_cast(arr.dtype, dt, "safe") or from_python or self.allow_input_downcast:
+                    with np.errstate(all="ignore"):
+                        arr = arr.astype(dt)
+                else:
+                    raise DTypeError(f"{label} expects {dt.name}, got {arr.dtype.name}: converting would "
+                                     f"lose precision (cast it, or compile with allow_input_downcast=True)")
+        if arr.ndim != len(shape):
+            raise ShapeError(f"{label} expects rank {len(shape)} (shape {format_shape(shape)}), "
+                             f"got an array of shape {arr.shape}")
+        for j, (s, got) in enumerate(zip(shape, arr.shape)):
+            if s is not None and s != got:
+                raise ShapeError(f"{label} expects shape {format_shape(shape)}, got {arr.shape} "
+                                 f"(dim {j} is {got}, not {s})")
+        return np.asarray(arr, dtype=dt.newbyteorder("="), order="C")
+
+    def _convert_python(self, label: str, value, dt: np.dtype) -> np.ndarray:
+        if dt.kind == "b" and not isinstance(value, bool):
+            raise DTypeError(f"{label} expects bool, got {type(value).__name__} {value!r}")
+        if dt.kind in "iu":
+            if isinstance(value, float):
+                if not self.allow_input_downcast:
+                    raise DTypeError(f"{label} expects {dt.name}, got float {value!r}")
+                value = int(value)
+            info = np.iinfo(dt)
+            if not info.min <= int(value) <= info.max:
+                raise DTypeError(f"{label} expects {dt.name}; {value!r} is out of its range")
+        return np.asarray(value, dtype=dt)
+
+    def _raise(self, code: int) -> None:
+        message = self.messages[code - 1] if 0 < code <= len(self.messages) else f"error {code}"
+        kind, text = split_kind(message)
+        if message.startswith("MemoryError: "):
+            raise MemoryError(text)
+        raise kind(text)
+
+    # -- looking inside -------------------------------------------------------------
+    def ir(self, stage: str = "loops") -> str:
+        """The text of one level: "tensor", "fused", "loops" or "llvm"."""
+        if stage not in ("tensor", "fused", "loops", "llvm", "llvm-unoptimized"):
+            raise ValueError(f"unknown stage {stage!r}; stages are tensor, fused, loops, llvm")
+        if stage == "llvm":
+            return str(self._compiled.module)
+        if stage == "llvm-unoptimized":
+            return self._llvm_text
+        if self._texts is None:
+            self._texts = self._render()
+        return self._texts[stage]
+
+    def _render(self) -> dict[str, str]:
+        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        ctx = make_context()
+        texts = {}
+        for stage, passes in STAGES.items():
+            run_passes(module, passes, ctx)
+            texts[stage] = _print(module)
+        return texts
+
+    def __repr__(self) -> str:
+        names = ", ".join(self._label(k) for k in range(len(self.inputs)))
+        return f"<irkit.Function {self.name}({names})>"
+
+
+def _print(module: ModuleOp) -> str:
+    import io
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    return out.getvalue() + "\n"
+
+
+def _symbol(name: str) -> str:
+    import re
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return s if s and not s[0].isdigit() else f"f_{s}"
+
+
+def function(inputs: Sequence[Variable], outputs: Any, updates: Any = None, givens: Any = None,
+             target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None) -> Function:
+    """Compile `outputs` (one variable, or a list) as a function of `inputs`.
+
+    updates: (shared variable, new value) pairs, applied after a successful call.
+    givens:  variables replaced by other variables (or values) at compile time."""
+    return Function(inputs, outputs, updates, givens, target, allow_input_downcast, name)
+

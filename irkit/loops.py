@@ -1,0 +1,130 @@
+"""Building loop-level IR (upstream `scf`, `arith`, `memref`, `cf`): a cursor that
+inserts ops, index arithmetic as a dim algebra, loop nests and checks.
+
+Both `bufferize` (sizes, checks, standalone ops) and `lower-to-loops` (kernels)
+build through these helpers, so each idiom is written once.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from xdsl.dialects import arith, cf, memref, scf
+from xdsl.dialects.builtin import IndexType, IntegerAttr, MemRefType
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from irkit.shapes import DimAlgebra
+
+INDEX = IndexType()
+
+
+class Cursor:
+    """An insertion point that moves along as ops are inserted."""
+
+    def __init__(self, point: InsertPoint) -> None:
+        self.point = point
+
+    def emit(self, op: Operation) -> SSAValue | Operation:
+        """Insert `op`; return its single result (or the op when it has none)."""
+        Rewriter.insert_op(op, self.point)
+        if len(op.results) == 1:
+            return op.results[0]
+        return op
+
+    def index(self, n: int) -> SSAValue:
+        return self.emit(arith.ConstantOp(IntegerAttr(int(n), INDEX)))
+
+    def as_index(self, d: int | SSAValue) -> SSAValue:
+        return self.index(d) if isinstance(d, int) else d
+
+    def require(self, cond: SSAValue, message: str) -> None:
+        """A run-time check: `message` may start with `IndexError: ` and the like."""
+        self.emit(cf.AssertOp(cond, message))
+
+    def dim(self, buf: SSAValue, axis: int) -> int | SSAValue:
+        """A memref's size along `axis`: an int when static."""
+        size = buf.type.get_shape()[axis]
+        if size >= 0:
+            return size
+        return self.emit(memref.DimOp(buf, self.index(axis)))
+
+    def dims(self, buf: SSAValue) -> list[int | SSAValue]:
+        return [self.dim(buf, k) for k in range(len(buf.type.get_shape()))]
+
+    def alloc(self, mtype: MemRefType, dims: Sequence[int | SSAValue]) -> SSAValue:
+        dynamic = [self.as_index(d) for d, s in zip(dims, mtype.get_shape()) if s < 0]
+        return self.emit(memref.AllocOp(dynamic, [], mtype, IntegerAttr(64, 64)))
+
+    def for_loop(self, lb, ub, step, inits: Sequence[SSAValue],
+                 body: Callable[["Cursor", SSAValue, list[SSAValue]], Sequence[SSAValue]]) -> list[SSAValue]:
+        """scf.for from lb to ub; body(cursor, iv, iter_args) returns the values to yield."""
+        block = Block(arg_types=[INDEX, *[v.type for v in inits]])
+        yield_op = scf.YieldOp()
+        block.add_op(yield_op)
+        loop = scf.ForOp(self.as_index(lb), self.as_index(ub), self.as_index(step), list(inits),
+                         Region(block))
+        Rewriter.insert_op(loop, self.point)
+        inner = Cursor(InsertPoint.before(yield_op))
+        out = body(inner, block.args[0], list(block.args[1:]))
+        yield_op.operands = list(out or [])
+        return list(loop.results)
+
+    def loop_nest(self, extents: Sequence[int | SSAValue], inits: Sequence[SSAValue],
+                  body: Callable[["Cursor", list[SSAValue], list[SSAValue]], Sequence[SSAValue]]
+                  ) -> list[SSAValue]:
+        """Nested scf.for over `extents` (C order) carrying `inits`."""
+        if not extents:
+            return list(body(self, [], list(inits)))
+
+        def level(cur: Cursor, k: int, ivs: list[SSAValue], accs: list[SSAValue]):
+            def step(c: Cursor, iv: SSAValue, args: list[SSAValue]):
+                if k + 1 == len(extents):
+                    return body(c, ivs + [iv], args)
+                return level(c, k + 1, ivs + [iv], args)
+            return cur.for_loop(0, extents[k], 1, accs, step)
+        return level(self, 0, [], list(inits))
+
+
+class IRDims(DimAlgebra):
+    """Dims as `int` or index SSA values; arithmetic becomes arith ops at a cursor."""
+
+    def __init__(self, cursor: Cursor, shape_of: Callable[[SSAValue], list],
+                 unknown_value: Callable[[SSAValue], object], context: str = "",
+                 checks: bool = True) -> None:
+        super().__init__(context)
+        self.cursor = cursor
+        self._shape_of = shape_of
+        self._unknown = unknown_value
+        self.checks = checks
+
+    def shape_of(self, v: SSAValue) -> list:
+        return self._shape_of(v)
+
+    def unknown_value(self, v: SSAValue) -> object:
+        return self._unknown(v)
+
+    def data_dependent(self, key: object) -> object:
+        raise NotImplementedError("a data-dependent size is known only where the op computes it")
+
+    def _as(self, x: object) -> SSAValue:
+        if isinstance(x, bool):
+            return self.cursor.emit(arith.ConstantOp(IntegerAttr(-1 if x else 0, 1)))
+        return self.cursor.as_index(x)
+
+    _ARITH = {"add": arith.AddiOp, "sub": arith.SubiOp, "mul": arith.MuliOp,
+              "floordiv": arith.FloorDivSIOp, "ceildiv": arith.CeilDivSIOp,
+              "max": arith.MaxSIOp, "min": arith.MinSIOp, "and": arith.AndIOp, "or": arith.OrIOp}
+    _CMP = {"lt": "slt", "le": "sle", "eq": "eq"}
+
+    def _dyn(self, kind: str, a: object, b: object) -> object:
+        if kind in self._CMP:
+            return self.cursor.emit(arith.CmpiOp(self._as(a), self._as(b), self._CMP[kind]))
+        return self.cursor.emit(self._ARITH[kind](self._as(a), self._as(b)))
+
+    def _select(self, cond: object, a: object, b: object) -> object:
+        return self.cursor.emit(arith.SelectOp(cond, self._as(a), self._as(b)))
+
+    def _runtime_check(self, cond: object, message: str) -> None:
+        if self.checks:
+            self.cursor.require(cond, message)

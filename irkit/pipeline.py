@@ -1,0 +1,66 @@
+"""The default pipeline, stage by stage, and the context that knows every dialect.
+
+    tensor:  canonicalize, constant-fold, stabilize, canonicalize, cse, dce
+    fused:   decompose, canonicalize, cse, fuse
+    loops:   bufferize, lower-to-loops
+
+`DEFAULT` is what `ik.function` runs for the CPU (`irkit-opt -p default`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from xdsl.context import Context
+from xdsl.dialects import builtin, cf, func, math, memref, scf
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from irkit.config import config
+from irkit.errors import CompileError, IrkitError
+
+STAGES = {
+    "tensor": ["canonicalize", "constant-fold", "stabilize", "canonicalize", "cse", "dce"],
+    "fused": ["decompose", "canonicalize", "cse", "fuse"],
+    "loops": ["bufferize", "lower-to-loops"],
+}
+DEFAULT = [p for stage in STAGES.values() for p in stage]
+
+
+def make_context() -> Context:
+    from irkit.dialects.arith_ext import ARITH
+    from irkit.dialects.fused import IKF
+    from irkit.dialects.ik import IK
+    ctx = Context()
+    for d in (builtin.Builtin, func.Func, ARITH, math.Math, scf.Scf, memref.MemRef, cf.Cf, IK, IKF):
+        ctx.load_dialect(d)
+    return ctx
+
+
+def make_pass(name: str) -> ModulePass:
+    from irkit.passes import PASSES
+    try:
+        return PASSES[name]()()
+    except KeyError:
+        raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(sorted(PASSES))}") from None
+
+
+def run_passes(module: ModuleOp, names: Sequence[str], ctx: Context | None = None,
+               timings: dict | None = None) -> ModuleOp:
+    """Apply the named passes in order; a failure inside one names it."""
+    ctx = ctx or make_context()
+    for name in names:
+        p = make_pass(name)
+        t0 = time.perf_counter()
+        try:
+            p.apply(ctx, module)
+        except IrkitError:
+            raise
+        except Exception as e:
+            raise CompileError(f"pass {name!r} failed: {type(e).__name__}: {e}") from e
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        if config.debug:
+            print(f"[irkit] {name}: {1e3 * (time.perf_counter() - t0):.2f} ms")
+    return module

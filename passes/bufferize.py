@@ -1,0 +1,638 @@
+"""`bufferize`: from values to buffers. Tensor arguments and results become
+memrefs, each kernel gets an output buffer sized by its ops' shape rules (run
+as index arithmetic, with `cf.assert` guarding what the types could not
+prove), and the ops that stand outside kernels lower here to loops, library
+calls or views:
+
+- reshape / expand_dims / squeeze: a view of the same buffer (collapse + expand);
+- transpose feeding a matmul: no copy, BLAS reads it transposed;
+- matmul: `irkit_gemm_f32/f64` (scipy's BLAS) per batch element; loops otherwise;
+- concatenate, set_slice, scatter, nonzero: loops;
+- a constant array: a `memref.global`.
+
+Buffers are freed after their last use, a kernel writes in place over an input
+it reads element for element when nothing else needs that input, and no result
+aliases an argument, a constant or another result (a copy is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, func, memref, scf
+from xdsl.dialects.builtin import (
+    BytesAttr,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    TensorType,
+    i1,
+    i64,
+)
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from irkit.dialects import ik as I
+from irkit.dialects.fused import KernelOp
+from irkit.dialects.ik import scalar as S
+from irkit.dialects.ik.base import IkOp, describe
+from irkit.dialects.ik.index import parse_spec, split_index, window
+from irkit.dialects.ik.elementwise import ElementwiseOp
+from irkit.errors import CompileError
+from irkit.loops import INDEX, Cursor, IRDims
+from irkit.types import dtype_of
+
+def memref_of(t: TensorType) -> MemRefType:
+    """The buffer type of a tensor type: same shape, signless element type."""
+    return MemRefType(S.scalar_type(dtype_of(t)), t.get_shape())
+
+
+@dataclass(eq=False)
+class Alloc:
+    """One allocation (or argument, or global) that buffers may alias."""
+
+    kind: str  # "arg" | "alloc" | "global"
+    memref: SSAValue | None = None
+    returned: bool = False
+    freed: bool = False
+
+
+@dataclass(eq=False)
+class Buf:
+    memref: SSAValue
+    dims: list
+    root: Alloc
+    transposed_from: "Buf | None" = None  # a lazy transpose of the last two axes
+    extra: dict = field(default_factory=dict)
+
+
+class Bufferizer:
+    """Rewrites one tensor-level function into a loops-level one."""
+
+    def __init__(self, old: func.FuncOp, module: builtin.ModuleOp) -> None:
+        self.old = old
+        self.module = module
+        ftype = old.function_type
+        arg_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.inputs]
+        res_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.outputs]
+        self.new = func.FuncOp(old.sym_name.data, (arg_types, res_types), arg_attrs=old.arg_attrs,
+                               res_attrs=old.res_attrs)
+        self.new.attributes.update(old.attributes)
+        self.block = self.new.body.block
+        terminator = func.ReturnOp()
+        self.block.add_op(terminator)
+        self.cur = Cursor(InsertPoint.before(terminator))
+        self._terminator = terminator
+        self.buf: dict[SSAValue, Buf] = {}
+        self.index_cache: dict[SSAValue, object] = {}
+        self.d = IRDims(self.cur, self.dims_of, self.load_index)
+        for a_old, a_new in zip(old.body.block.args, self.block.args):
+            a_new.name_hint = a_old.name_hint
+            if isinstance(a_new.type, MemRefType):
+                self.buf[a_old] = Buf(a_new, self.cur.dims(a_new), Alloc("arg", a_new))
+
+    # -- what ops ask of the bufferizer -----------------------------------------
+    def dims_of(self, v: SSAValue) -> list:
+        if v in self.buf:
+            return self.buf[v].dims
+        if not v.type.get_shape():
+            return []
+        return self.buffer_of(v).dims
+
+    def load_index(self, v: SSAValue) -> object:
+        """The value of a 0-d integer tensor as an index."""
+        if v in self.index_cache:
+            return self.index_cache[v]
+        b = self.buffer_of(v)
+        x = self.cur.emit(memref.LoadOp.get(b.memref, []))
+        x = S.convert(self.cur, x, dtype_of(v.type), np.dtype(np.int64))
+        out = self.cur.emit(arith.IndexCastOp(x, INDEX))
+        self.index_cache[v] = out
+        return out
+
+    def index(self, v: SSAValue) -> object:
+        if v not in self.index_cache:
+            self.index_cache[v] = self.d.value(v)
+        return self.index_cache[v]
+
+    def buffer_of(self, v: SSAValue) -> Buf:
+        """v's buffer, made now if v was only a size so far (or a lazy view)."""
+        b = self.buf.get(v)
+        if b is not None and b.transposed_from is None:
+            return b
+        if b is not None:
+            return self.materialize_transpose(v, b)
+        if not v.type.get_shape() and isinstance(v.owner, IkOp):
+            value = self.index(v)
+            out = self.alloc(v.type, [])
+            x = S.convert(self.cur, self.cur.emit(arith.IndexCastOp(self.cur.as_index(value), i64)),
+                          np.dtype(np.int64), dtype_of(v.type))
+            self.cur.emit(memref.StoreOp.get(x, out.memref, []))
+            self.buf[v] = out
+            return out
+        raise CompileError(f"bufferize: no buffer for {v} (made by {getattr(v.owner, 'name', v.owner)})")
+
+    def alloc(self, t: TensorType, dims: list) -> Buf:
+        m = self.cur.alloc(memref_of(t), dims)
+        return Buf(m, list(dims), Alloc("alloc", m))
+
+    def result_dims(self, op: IkOp) -> list[list]:
+        self.d.context = describe(op)
+        return op.shape_rule(self.d, op.operands, op.params)
+
+    def set_result(self, v: SSAValue, b: Buf) -> None:
+        self.buf[v] = b
+
+    # -- the walk ------------------------------------------------------------------
+    def run(self) -> func.FuncOp:
+        ops = list(self.old.body.block.ops)
+        self.last_use = self._last_uses(ops)
+        for k, op in enumerate(ops):
+            self.step = k
+            if isinstance(op, KernelOp):
+                self.kernel(op)
+            elif isinstance(op, func.ReturnOp):
+                self.ret(op)
+            elif isinstance(op, I.ConstantOp):
+                self.constant(op)
+            elif isinstance(op, IkOp):
+                if hasattr(op, "lower"):
+                    self.d.context = describe(op)
+                    op.lower(self)
+                elif not op.FUSIBLE:
+                    raise CompileError(f"bufferize: {op.name} has no lowering")
+                # else: a size computation, evaluated where it is used
+            else:
+                raise CompileError(f"bufferize: unexpected op {op.name} at the tensor level")
+            self.free_dead(k)
+        return self.new
+
+    def _last_uses(self, ops: list[Operation]) -> dict[SSAValue, int]:
+        last: dict[SSAValue, int] = {}
+        for k, op in enumerate(ops):
+            for v in op.operands:
+                last[v] = k
+        return last
+
+    def free_dead(self, k: int) -> None:
+        """Free allocations none of whose buffers is used after op k."""
+        live: set[int] = set()
+        for v, b in self.buf.items():
+            if self.last_use.get(v, -1) > k:
+                live.add(id(b.root))
+                if b.transposed_from is not None:
+                    live.add(id(b.transposed_from.root))
+        for v, b in list(self.buf.items()):
+            for root in (b.root, b.transposed_from.root if b.transposed_from else None):
+                if root is None or root.kind != "alloc" or root.returned or root.freed:
+                    continue
+                if id(root) not in live:
+                    self.cur.emit(memref.DeallocOp.get(root.memref))
+                    root.freed = True
+
+    # -- kernels -----------------------------------------------------------------
+    def kernel(self, op: KernelOp) -> None:
+        ins = [self.buffer_of(v) for v in op.inputs]
+        body = op.body.block
+        dims: dict[SSAValue, list] = {}
+        outer = dict(zip(body.args, op.inputs))
+        for a, b in zip(body.args, ins):
+            dims[a] = b.dims
+        algebra = IRDims(self.cur, lambda v: dims[v], lambda v: self.index(outer[v]) if v in outer
+                         else _no_index(v))
+        for inner in body.ops:
+            if isinstance(inner, I.ConstantOp):
+                dims[inner.result] = list(inner.result.type.get_shape())
+            elif isinstance(inner, IkOp):
+                algebra.context = describe(inner)
+                for r, d in zip(inner.results, inner.shape_rule(algebra, inner.operands, inner.params)):
+                    dims[r] = [x if x is not None else _no_index(r) for x in d]
+        out_dims = [dims[v] for v in op.yield_op.values]
+        outs = []
+        for t, d in zip(op.res.types, out_dims):
+            reuse = self._in_place_candidate(op, ins, t, d)
+            outs.append(reuse if reuse is not None else self.alloc(t, d))
+        region = op.body.clone()
+        kernel = KernelOp([b.memref for b in ins], [b.memref for b in outs], [], region)
+        kernel.location = op.location
+        self.cur.emit(kernel)
+        for r, b in zip(op.res, outs):
+            self.buf[r] = Buf(b.memref, b.dims, b.root)
+
+    def _in_place_candidate(self, op: KernelOp, ins: list[Buf], t: TensorType, dims: list) -> Buf | None:
+        """An input buffer the kernel may overwrite: a temporary, dead after this kernel,
+        of the output's shape and dtype, read only element for element."""
+        body = op.body.block
+        if not all(isinstance(o, (ElementwiseOp, I.ConstantOp)) or o is body.last_op for o in body.ops):
+            return None
+        out_shape = t.get_shape()
+        for v, b, arg in zip(op.inputs, ins, body.args):
+            if b.root.kind != "alloc" or b.root.freed or b.transposed_from is not None:
+                continue
+            if v.type != t or not _same_dims(b.dims, dims):
+                continue
+            if self.last_use.get(v, -1) > self.step or self._root_used_later(b.root):
+                continue
+            if any(r.type.get_shape() != out_shape for o in body.ops for r in o.results
+                   if r.type.get_shape()):
+                continue
+            return b
+        return None
+
+    def _root_used_later(self, root: Alloc) -> bool:
+        return any(b.root is root and self.last_use.get(v, -1) > self.step for v, b in self.buf.items())
+
+    # -- standalone ops ------------------------------------------------------------
+    def constant(self, op: I.ConstantOp) -> None:
+        value = op.value
+        if op.splat_value() is not None or not op.result.type.get_shape():
+            dims = list(op.result.type.get_shape())
+            out = self.alloc(op.result.type, dims)
+            v = op.splat_value() if op.result.type.get_shape() else op.array()[()]
+            x = S.constant(self.cur, v, dtype_of(op.result.type))
+            self.cur.loop_nest(dims, [], lambda c, ivs, _: (c.emit(memref.StoreOp.get(x, out.memref, ivs)), [])[1])
+            self.buf[op.result] = out
+            return
+        mtype = memref_of(op.result.type)
+        name = f"__constant_{len([o for o in self.module.ops if isinstance(o, memref.GlobalOp)])}"
+        init = DenseIntOrFPElementsAttr(TensorType(mtype.element_type, mtype.get_shape()),
+                                        BytesAttr(value.data.data))
+        glob = memref.GlobalOp.get(StringAttr(name), mtype, init, constant=builtin.UnitAttr(), alignment=64)
+        self.module.body.block.insert_op_before(glob, self.module.body.block.first_op)
+        m = self.cur.emit(memref.GetGlobalOp(name, mtype))
+        self.buf[op.result] = Buf(m, list(mtype.get_shape()), Alloc("global", m))
+
+    def reshape_view(self, x: SSAValue, result: SSAValue) -> None:
+        """result is x's buffer seen with another shape (no copy)."""
+        src = self.buffer_of(x)
+        op = result.owner
+        dims = self.result_dims(op)[0]
+        rt = memref_of(result.type)
+        sr, rr = len(src.dims), len(dims)
+        if sr == 0 or rr == 0:
+            out = self.alloc(result.type, dims)
+            zeros_s = [self.cur.index(0)] * sr
+            zeros_r = [self.cur.index(0)] * rr
+            v = self.cur.emit(memref.LoadOp.get(src.memref, zeros_s))
+            self.cur.emit(memref.StoreOp.get(v, out.memref, zeros_r))
+            self.buf[result] = out
+            return
+        flat = src.memref
+        if sr != 1:
+            total = self.d.product(src.dims)
+            flat_t = MemRefType(rt.element_type, [total if isinstance(total, int) else -(1 << 63)])
+            flat = self.cur.emit(memref.CollapseShapeOp.build(
+                operands=[src.memref], result_types=[flat_t],
+                properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(sr)))])}))
+        view = flat
+        if rr != 1:
+            static = [d if isinstance(d, int) else -(1 << 63) for d in dims]
+            dyn = [d for d in dims if not isinstance(d, int)]
+            view = self.cur.emit(memref.ExpandShapeOp.build(
+                operands=[flat, dyn], result_types=[rt],
+                properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(rr)))]),
+                            "static_output_shape": DenseArrayBase.from_list(i64, static)}))
+        elif sr == 1:
+            view = src.memref if src.memref.type == rt else self.cur.emit(memref.CastOp.get(src.memref, rt))
+        self.buf[result] = Buf(view, list(dims), src.root)
+
+    def transpose_view(self, op: I.TransposeOp) -> None:
+        """A transpose of the last two axes read by matmuls only: BLAS reads it transposed."""
+        src = self.buffer_of(op.x)
+        dims = self.result_dims(op)[0]
+        if _swaps_last_two(op.params.perm) and all(isinstance(u.operation, I.MatmulOp) for u in op.result.uses):
+            self.buf[op.result] = Buf(src.memref, list(dims), src.root, transposed_from=src)
+            return
+        self.buf[op.result] = self.copy_transposed(src, op.params.perm, op.result.type, dims)
+
+    def materialize_transpose(self, v: SSAValue, b: Buf) -> Buf:
+        rank = len(b.dims)
+        perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+        out = self.copy_transposed(b.transposed_from, perm, v.type, b.dims)
+        self.buf[v] = out
+        return out
+
+    def copy_transposed(self, src: Buf, perm, t: TensorType, dims: list) -> Buf:
+        out = self.alloc(t, dims)
+
+        def body(c: Cursor, ivs, _):
+            srci = [None] * len(perm)
+            for k, a in enumerate(perm):
+                srci[a] = ivs[k]
+            c.emit(memref.StoreOp.get(c.emit(memref.LoadOp.get(src.memref, srci)), out.memref, ivs))
+            return []
+        self.cur.loop_nest(dims, [], body)
+        return out
+
+    def copy(self, src: Buf, t: TensorType) -> Buf:
+        out = self.alloc(t, src.dims)
+        self.cur.emit(memref.CopyOp(src.memref, out.memref))
+        return out
+
+    def writable_copy_of(self, v: SSAValue) -> Buf:
+        """A buffer holding v that this op may overwrite: v's own when v dies here."""
+        b = self.buffer_of(v)
+        if b.root.kind == "alloc" and self.last_use.get(v, -1) <= self.step and \
+                not self._root_used_later(b.root) and b.transposed_from is None:
+            return b
+        return self.copy(b, v.type)
+
+    def concatenate(self, op: I.ConcatenateOp) -> None:
+        dims = self.result_dims(op)[0]
+        out = self.alloc(op.result.type, dims)
+        axis = op.params.axis
+        offset: object = 0
+        odt = dtype_of(op.result.type)
+        for v in op.inputs:
+            b = self.buffer_of(v)
+            vdt = dtype_of(v.type)
+            off = self.cur.as_index(offset)
+
+            def body(c: Cursor, ivs, _, b=b, off=off, vdt=vdt):
+                x = S.convert(c, c.emit(memref.LoadOp.get(b.memref, ivs)), vdt, odt)
+                target = list(ivs)
+                target[axis] = c.emit(arith.AddiOp(ivs[axis], off))
+                c.emit(memref.StoreOp.get(x, out.memref, target))
+                return []
+            self.cur.loop_nest(b.dims, [], body)
+            offset = self.d.add(offset, b.dims[axis])
+        self.buf[op.result] = out
+
+    def set_slice(self, op: I.SetSliceOp) -> None:
+        self.result_dims(op)  # checks the value fits the selection
+        out = self.writable_copy_of(op.x)
+        y = self.buffer_of(op.y)
+        win = window(self.d, out.dims, parse_spec(op.params.spec), op.bounds)
+        sizes = [size for (_, size, _, dropped) in win if not dropped]
+        dt = dtype_of(op.x.type)
+        inc = op.params.mode == "inc"
+
+        def body(c: Cursor, ivs, _):
+            it = iter(ivs)
+            target = []
+            for start, size, step, dropped in win:
+                if dropped:
+                    target.append(c.as_index(start))
+                else:
+                    iv = next(it)
+                    scaled = c.emit(arith.MuliOp(iv, c.index(step))) if step != 1 else iv
+                    target.append(c.emit(arith.AddiOp(scaled, c.as_index(start))))
+            yv = c.emit(memref.LoadOp.get(y.memref, _broadcast_index(c, ivs, y.dims)))
+            if inc:
+                yv = _add(c, c.emit(memref.LoadOp.get(out.memref, target)), yv, dt)
+            c.emit(memref.StoreOp.get(yv, out.memref, target))
+            return []
+        self.cur.loop_nest(sizes, [], body)
+        self.buf[op.result] = out
+
+    def scatter(self, op: I.ScatterOp) -> None:
+        from irkit.dialects.ik.index import gather_shape
+        p = op.params
+        self.d.context = describe(op)
+        out = self.writable_copy_of(op.x)
+        y = self.buffer_of(op.y)
+        idx_bufs = [self.buffer_of(v) for v in op.indices]
+        bshape, rest, full = gather_shape(self.d, out.dims, op.indices, p.axes, p.front)
+        _check_fits(self.d, y.dims, full)
+        dt = dtype_of(op.x.type)
+        inc = p.mode == "inc"
+        rank = len(out.dims)
+
+        def body(c: Cursor, ivs, _):
+            bidx, rest_idx = split_index(ivs, rank, p.axes, len(bshape), p.front)
+            target = [None] * rank
+            it = iter(rest_idx)
+            for k in range(rank):
+                if k not in p.axes:
+                    target[k] = next(it)
+            for v, b, a in zip(op.indices, idx_bufs, p.axes):
+                raw = c.emit(memref.LoadOp.get(b.memref, _broadcast_index(c, bidx, b.dims)))
+                target[a] = _checked_index(c, raw, dtype_of(v.type), out.dims[a], a, "ik.scatter")
+            yv = c.emit(memref.LoadOp.get(y.memref, _broadcast_index(c, ivs, y.dims)))
+            if inc:
+                yv = _add(c, c.emit(memref.LoadOp.get(out.memref, target)), yv, dt)
+            c.emit(memref.StoreOp.get(yv, out.memref, target))
+            return []
+        self.cur.loop_nest(full, [], body)
+        self.buf[op.result] = out
+
+    def nonzero(self, op: I.NonzeroOp) -> None:
+        x = self.buffer_of(op.x)
+        xdt = dtype_of(op.x.type)
+
+        def is_nonzero(c: Cursor, ivs):
+            v = c.emit(memref.LoadOp.get(x.memref, ivs))
+            return S.convert(c, v, xdt, np.dtype(bool)) if xdt.kind != "b" else v
+
+        def count(c: Cursor, ivs, accs):
+            nz = is_nonzero(c, ivs)
+            one = c.emit(arith.SelectOp(nz, c.index(1), c.index(0)))
+            return [c.emit(arith.AddiOp(accs[0], one))]
+        n = self.cur.loop_nest(x.dims, [self.cur.index(0)], count)[0]
+        outs = [self.alloc(r.type, [n]) for r in op.results]
+
+        def fill(c: Cursor, ivs, accs):
+            nz = is_nonzero(c, ivs)
+            then = Block()
+            tc = Cursor(InsertPoint.at_end(then))
+            for out, iv in zip(outs, ivs):
+                tc.emit(memref.StoreOp.get(tc.emit(arith.IndexCastOp(iv, i64)), out.memref, [accs[0]]))
+            tc.emit(scf.YieldOp())
+            c.emit(scf.IfOp(nz, [], Region(then), None))
+            one = c.emit(arith.SelectOp(nz, c.index(1), c.index(0)))
+            return [c.emit(arith.AddiOp(accs[0], one))]
+        self.cur.loop_nest(x.dims, [self.cur.index(0)], fill)
+        for r, out in zip(op.results, outs):
+            self.buf[r] = out
+
+    def matmul(self, op: I.MatmulOp) -> None:
+        dims = self.result_dims(op)[0]
+        out = self.alloc(op.result.type, dims)
+        a, b = self.buf.get(op.a) or self.buffer_of(op.a), self.buf.get(op.b) or self.buffer_of(op.b)
+        dt = dtype_of(op.result.type)
+        if dt.kind == "f" and dtype_of(op.a.type) == dt and dtype_of(op.b.type) == dt:
+            self._gemm(a, b, out, dims, dt)
+        else:
+            a, b = self.buffer_of(op.a), self.buffer_of(op.b)
+            self._matmul_loops(a, b, out, dims, dtype_of(op.a.type), dtype_of(op.b.type), dt)
+        self.buf[op.result] = out
+
+    def _gemm(self, a: Buf, b: Buf, out: Buf, dims: list, dt: np.dtype) -> None:
+        name = f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
+        ft = S.scalar_type(dt)
+        flat_t = MemRefType(ft, [-(1 << 63)])
+        self._declare(name, [i1, i1, INDEX, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, INDEX,
+                             ft, flat_t, INDEX, INDEX])
+        ta, tb = a.transposed_from is not None, b.transposed_from is not None
+        sa = a.transposed_from or a
+        sb = b.transposed_from or b
+        m, n = dims[-2], dims[-1]
+        k = a.dims[-1]
+        lda, ldb, ldc = sa.dims[-1], sb.dims[-1], n
+        batch = dims[:-2]
+        c = self.cur
+        fa, fb, fc = self._flat(sa), self._flat(sb), self._flat(out)
+        one = S.constant(c, 1.0, dt)
+        zero = S.constant(c, 0.0, dt)
+        t_a = c.emit(arith.ConstantOp(IntegerAttr(-1 if ta else 0, i1)))
+        t_b = c.emit(arith.ConstantOp(IntegerAttr(-1 if tb else 0, i1)))
+        a_mat = self.d.product(sa.dims[-2:])
+        b_mat = self.d.product(sb.dims[-2:])
+        c_mat = self.d.mul(m, n)
+
+        def body(cc: Cursor, ivs, _):
+            offs = []
+            for buf, mat in ((sa, a_mat), (sb, b_mat), (out, c_mat)):
+                offs.append(cc.as_index(_batch_offset(cc, ivs, buf.dims[:-2], batch, mat)))
+            cc.emit(func.CallOp(name, [t_a, t_b, cc.as_index(m), cc.as_index(n), cc.as_index(k), one,
+                                       fa, offs[0], cc.as_index(lda), fb, offs[1], cc.as_index(ldb),
+                                       zero, fc, offs[2], cc.as_index(ldc)], []))
+            return []
+        c.loop_nest(batch, [], body)
+
+    def _matmul_loops(self, a: Buf, b: Buf, out: Buf, dims, adt, bdt, dt) -> None:
+        batch = dims[:-2]
+        k = a.dims[-1]
+        acc_dt = dt
+
+        def body(c: Cursor, ivs, _):
+            bi, (i, j) = ivs[:-2], ivs[-2:]
+            ab = _batch_index(c, bi, a.dims[:-2], batch)
+            bb = _batch_index(c, bi, b.dims[:-2], batch)
+
+            def inner(cc: Cursor, kv, accs):
+                x = S.convert(cc, cc.emit(memref.LoadOp.get(a.memref, ab + [i, kv[0]])), adt, acc_dt)
+                y = S.convert(cc, cc.emit(memref.LoadOp.get(b.memref, bb + [kv[0], j])), bdt, acc_dt)
+                return [_add(cc, accs[0], _mul(cc, x, y, acc_dt), acc_dt)]
+            total = c.loop_nest([k], [S.constant(c, 0, acc_dt)], inner)[0]
+            c.emit(memref.StoreOp.get(total, out.memref, ivs))
+            return []
+        self.cur.loop_nest(dims, [], body)
+
+    def _flat(self, b: Buf) -> SSAValue:
+        t = b.memref.type
+        rank = len(t.get_shape())
+        flat_t = MemRefType(t.element_type, [-(1 << 63)])
+        if rank == 1:
+            return b.memref if t == flat_t else self.cur.emit(memref.CastOp.get(b.memref, flat_t))
+        collapsed = self.cur.emit(memref.CollapseShapeOp.build(
+            operands=[b.memref], result_types=[MemRefType(t.element_type, [_static_product(t)])],
+            properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(rank)))])}))
+        if collapsed.type == flat_t:
+            return collapsed
+        return self.cur.emit(memref.CastOp.get(collapsed, flat_t))
+
+    def _declare(self, name: str, arg_types: list) -> None:
+        for o in self.module.ops:
+            if isinstance(o, func.FuncOp) and o.sym_name.data == name:
+                return
+        self.module.body.block.insert_op_before(func.FuncOp.external(name, arg_types, []),
+                                                self.module.body.block.first_op)
+
+    # -- results ---------------------------------------------------------------------
+    def ret(self, op: func.ReturnOp) -> None:
+        values = []
+        seen: set[int] = set()
+        for v in op.arguments:
+            b = self.buffer_of(v)
+            if b.root.kind != "alloc" or id(b.root) in seen or b.root.freed:
+                b = self.copy(b, v.type)
+            seen.add(id(b.root))
+            b.root.returned = True
+            values.append(b.memref)
+        self._terminator.operands = values
+
+
+def _no_index(v):
+    raise CompileError(f"bufferize: the size of {v} is not computable here")
+
+
+def _same_dims(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y or (isinstance(x, int) and x == y) for x, y in zip(a, b))
+
+
+def _swaps_last_two(perm) -> bool:
+    r = len(perm)
+    return r >= 2 and list(perm) == list(range(r - 2)) + [r - 1, r - 2]
+
+
+def _static_product(t: MemRefType) -> int:
+    shape = t.get_shape()
+    if any(d < 0 for d in shape):
+        return -(1 << 63)
+    return int(np.prod(shape))
+
+
+def _broadcast_index(c: Cursor, ivs: list, dims: list) -> list:
+    """Right-aligned numpy broadcasting of an index into a buffer of `dims`."""
+    off = len(ivs) - len(dims)
+    return [c.index(0) if isinstance(d, int) and d == 1 else ivs[off + k] for k, d in enumerate(dims)]
+
+
+def _batch_index(c: Cursor, bivs: list, bdims: list, batch: list) -> list:
+    return _broadcast_index(c, bivs, bdims) if bdims else []
+
+
+def _batch_offset(c: Cursor, bivs, bdims, batch, mat):
+    """Element offset of one matrix in a (broadcast) batch of matrices."""
+    idx = _batch_index(c, bivs, bdims, batch)
+    off = c.index(0)
+    for k, (iv, dim) in enumerate(zip(idx, bdims)):
+        off = c.emit(arith.AddiOp(c.emit(arith.MuliOp(off, c.as_index(dim))), iv))
+    return c.emit(arith.MuliOp(off, c.as_index(mat)))
+
+
+def _checked_index(c: Cursor, raw: SSAValue, dt: np.dtype, n, axis: int, what: str) -> SSAValue:
+    raw = S.convert(c, raw, dt, np.dtype(np.int64))
+    n64 = c.emit(arith.IndexCastOp(c.as_index(n), i64))
+    zero = S.constant(c, 0, np.dtype(np.int64))
+    wrapped = c.emit(arith.SelectOp(c.emit(arith.CmpiOp(raw, zero, "slt")), c.emit(arith.AddiOp(raw, n64)), raw))
+    ok = c.emit(arith.AndIOp(c.emit(arith.CmpiOp(wrapped, zero, "sge")), c.emit(arith.CmpiOp(wrapped, n64, "slt"))))
+    c.require(ok, f"IndexError: {what}: an index is out of bounds for axis {axis}")
+    return c.emit(arith.IndexCastOp(wrapped, INDEX))
+
+
+def _check_fits(d, ys: list, target: list) -> None:
+    off = len(target) - len(ys)
+    if off < 0:
+        raise CompileError("value has more dims than the selection")
+    for k, s in enumerate(ys):
+        if not (isinstance(s, int) and s == 1):
+            d.check_eq(target[off + k], s, f"value dim {k} does not match the selection's dim {off + k}")
+
+
+def _add(c: Cursor, a, b, dt: np.dtype):
+    if dt.kind == "f":
+        return c.emit(arith.AddfOp(a, b))
+    if dt.kind == "b":
+        return c.emit(arith.OrIOp(a, b))
+    return c.emit(arith.AddiOp(a, b))
+
+
+def _mul(c: Cursor, a, b, dt: np.dtype):
+    if dt.kind == "f":
+        return c.emit(arith.MulfOp(a, b))
+    if dt.kind == "b":
+        return c.emit(arith.AndIOp(a, b))
+    return c.emit(arith.MuliOp(a, b))
+
+
+@dataclass(frozen=True)
+class BufferizePass(ModulePass):
+    """Tensors to memrefs: buffers for kernels, lowerings for the ops outside kernels."""
+
+    name = "bufferize"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        for f in [o for o in op.ops if isinstance(o, func.FuncOp) and o.body.blocks]:
+            if not any(isinstance(t, TensorType) for t in [*f.function_type.inputs, *f.function_type.outputs]) \
+                    and not any(isinstance(o, (IkOp, KernelOp)) for o in f.body.block.ops):
+                continue
+            new = Bufferizer(f, op).run()
+            Rewriter.replace_op(f, new)
+

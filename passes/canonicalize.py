@@ -1,0 +1,179 @@
+"""`canonicalize`: algebraic identities of the tensor level, as a table, plus the
+upstream canonicalization patterns of the ops that declare them (arith, scf, ...).
+
+Each identity applies only when the replacement has exactly the op's type (no
+broadcast or dtype change is lost). Identities that are false with NaN or inf
+(x * 0 -> 0, x - x -> 0) are not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import builtin
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWalker
+from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
+from xdsl.transforms.dead_code_elimination import region_dce
+
+from irkit import ops as K
+from irkit.dialects import ik as I
+from irkit.passes.rules import RuleTable, is_const, owner, splat, var
+from irkit.types import dtype_of
+
+
+def _same(a, b) -> bool:
+    return a.type == b.type
+
+
+def add_zero(op):
+    """x + 0 -> x and 0 + x -> x."""
+    if is_const(op.rhs, 0) and _same(op.lhs, op.result):
+        return op.lhs
+    if is_const(op.lhs, 0) and _same(op.rhs, op.result):
+        return op.rhs
+
+
+def sub_zero(op):
+    """x - 0 -> x."""
+    if is_const(op.rhs, 0) and _same(op.lhs, op.result):
+        return op.lhs
+
+
+def mul_one(op):
+    """x * 1 -> x and 1 * x -> x."""
+    if is_const(op.rhs, 1) and _same(op.lhs, op.result):
+        return op.lhs
+    if is_const(op.lhs, 1) and _same(op.rhs, op.result):
+        return op.rhs
+
+
+def div_one(op):
+    """x / 1 -> x."""
+    if is_const(op.rhs, 1) and _same(op.lhs, op.result):
+        return op.lhs
+
+
+def neg_neg(op):
+    """-(-x) -> x."""
+    inner = owner(op.x, I.NegOp)
+    if inner is not None:
+        return inner.x
+
+
+def sub_neg(op):
+    """a - (-b) -> a + b."""
+    inner = owner(op.rhs, I.NegOp)
+    if inner is not None:
+        return K.add(var(op.lhs), var(inner.x))
+
+
+def add_neg(op):
+    """a + (-b) -> a - b."""
+    inner = owner(op.rhs, I.NegOp)
+    if inner is not None:
+        return K.sub(var(op.lhs), var(inner.x))
+
+
+def pow_const(op):
+    """x ** 1 -> x, x ** 2 -> square(x), x ** 0.5 -> sqrt(x) (floats)."""
+    e = splat(op.rhs)
+    if e is None or not _same(op.lhs, op.result):
+        return None
+    if e == 1:
+        return op.lhs
+    if e == 2:
+        return K.square(var(op.lhs))
+    if e == 0.5 and dtype_of(op.lhs.type).kind == "f":
+        return K.sqrt(var(op.lhs))
+
+
+def cast_cast(op):
+    """cast(cast(x, t1), t2) -> cast(x, t2) when x -> t1 loses nothing."""
+    inner = owner(op.x, I.CastOp)
+    if inner is not None and np.can_cast(dtype_of(inner.x.type), dtype_of(inner.result.type), "safe"):
+        return K.cast(var(inner.x), dtype_of(op.result.type))
+    if dtype_of(op.x.type) == dtype_of(op.result.type):
+        return op.x
+
+
+def transpose_transpose(op):
+    """transpose(transpose(x, p), q) -> transpose(x, p∘q); the identity permutation -> x."""
+    perm = op.params.perm
+    if list(perm) == list(range(len(perm))):
+        return op.x
+    inner = owner(op.x, I.TransposeOp)
+    if inner is not None:
+        p = inner.params.perm
+        return K.transpose(var(inner.x), [p[a] for a in perm])
+
+
+def reshape_reshape(op):
+    """reshape(reshape(x), s) -> reshape(x, s); a reshape to x's own static shape -> x."""
+    if _same(op.x, op.result) and all(d >= 0 for d in op.x.type.get_shape()):
+        return op.x
+    inner = owner(op.x, I.ReshapeOp)
+    if inner is not None:
+        new = I.ReshapeOp.make([inner.x, *op.sizes], shape=op.params.shape)
+        return _insert(new)
+
+
+def squeeze_expand(op):
+    """squeeze(expand_dims(x, axes), axes) -> x."""
+    inner = owner(op.x, I.ExpandDimsOp)
+    if inner is not None and inner.params.axes == op.params.axes:
+        return inner.x
+
+
+def log_exp(op):
+    """log(exp(x)) -> x."""
+    inner = owner(op.x, I.ExpOp)
+    if inner is not None:
+        return inner.x
+
+
+def where_same(op):
+    """where(c, x, x) -> x."""
+    if op.a is op.b and _same(op.a, op.result):
+        return op.a
+
+
+def idempotent(op):
+    """relu(relu(x)) -> relu(x), abs(abs(x)) -> abs(x), abs(-x) -> abs(x)."""
+    inner = owner(op.x, type(op))
+    if inner is not None:
+        return op.x
+    if isinstance(op, I.AbsOp) and (neg := owner(op.x, I.NegOp)) is not None:
+        return K.abs(var(neg.x))
+
+
+def _insert(op):
+    from irkit import graph
+    graph.place(op)
+    return op.results[0]
+
+
+RULES = [
+    (I.AddOp, add_zero), (I.AddOp, add_neg),
+    (I.SubOp, sub_zero), (I.SubOp, sub_neg),
+    (I.MulOp, mul_one), (I.TrueDivOp, div_one),
+    (I.NegOp, neg_neg), (I.PowOp, pow_const), (I.CastOp, cast_cast),
+    (I.TransposeOp, transpose_transpose), (I.ReshapeOp, reshape_reshape),
+    (I.SqueezeOp, squeeze_expand), (I.LogOp, log_exp), (I.WhereOp, where_same),
+    ((I.ReluOp, I.AbsOp), idempotent),
+]
+
+
+@dataclass(frozen=True)
+class CanonicalizePass(ModulePass):
+    """Algebraic identities (x + 0, -(-x), transpose of transpose, ...) and upstream
+    canonicalization patterns, until nothing changes; then dead code goes."""
+
+    name = "canonicalize"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        pattern = GreedyRewritePatternApplier([RuleTable(RULES), CanonicalizationRewritePattern()],
+                                              ctx=ctx, folding_enabled=False)
+        PatternRewriteWalker(pattern, post_walk_func=region_dce).rewrite_module(op)

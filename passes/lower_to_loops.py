@@ -1,0 +1,266 @@
+"""`lower-to-loops`: each buffer-form `ikf.kernel` becomes `scf.for` loops.
+
+The kernel's output is computed one element at a time: a loop nest over the
+output's shape, and in its body the yielded value "at" the loop's index. Each
+op says how its value at an index is computed (`emit_element`), asking for its
+operands at derived indices; inputs are loads, reductions open inner loops
+with accumulators.
+
+Two things keep the work linear:
+- every value is computed at the shallowest loop level where its index is
+  known (a row's max, whose index does not depend on the inner loop, is
+  computed once per row, before the inner loop);
+- within a level, a value at the same index is computed once (memoised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, builtin, cf, memref, scf
+from xdsl.dialects.builtin import BytesAttr, DenseIntOrFPElementsAttr, IntegerAttr, StringAttr, TensorType, i64
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from irkit.dialects import ik as I
+from irkit.dialects.fused import KernelOp
+from irkit.dialects.ik import scalar as S
+from irkit.dialects.ik.base import IkOp, describe
+from irkit.errors import CompileError
+from irkit.loops import INDEX, IRDims
+from irkit.passes.bufferize import memref_of
+from irkit.types import dtype_of
+
+
+class _Scope:
+    """One loop level: where its ops go, and what it has computed."""
+
+    __slots__ = ("tail", "child", "memo")
+
+    def __init__(self, tail: Operation) -> None:
+        self.tail = tail          # insert before this (the kernel, or the loop's yield)
+        self.child: Operation | None = None  # an open inner loop: hoisted ops go before it
+        self.memo: dict = {}
+
+    def point(self) -> InsertPoint:
+        return InsertPoint.before(self.child if self.child is not None else self.tail)
+
+
+class _AtDepth:
+    """A cursor that inserts at a fixed loop level (for IRDims)."""
+
+    def __init__(self, em: "KernelEmitter", depth: int) -> None:
+        self.em, self.depth = em, depth
+
+    def emit(self, op: Operation):
+        return self.em.emit_at(self.depth, op)
+
+    def index(self, n: int) -> SSAValue:
+        return self.em.index(n)
+
+    def as_index(self, d):
+        return self.em.as_index(d)
+
+    def require(self, cond, message):
+        self.emit(cf.AssertOp(cond, message))
+
+
+class KernelEmitter:
+    """Emits one kernel as loops; the interface ops use in `emit_element`."""
+
+    index_type = INDEX
+
+    def __init__(self, kernel: KernelOp, module: builtin.ModuleOp) -> None:
+        self.kernel = kernel
+        self.module = module
+        self.scopes: list[_Scope] = [_Scope(kernel)]
+        self.depth_of: dict[SSAValue, int] = {}
+        self.cursor = 0
+        self._indices: dict[int, SSAValue] = {}
+        self._globals: dict[Operation, SSAValue] = {}
+        body = kernel.body.block
+        self.inputs = dict(zip(body.args, kernel.inputs))
+        self._dims: dict[SSAValue, list] = {}
+        self.d = IRDims(_AtDepth(self, 0), self.dims, self._input_index, checks=False)
+        for a, m in self.inputs.items():
+            self._dims[a] = [self.dim_of(m, k) for k in range(len(m.type.get_shape()))]
+        for op in body.ops:
+            if isinstance(op, I.ConstantOp):
+                self._dims[op.result] = list(op.result.type.get_shape())
+            elif isinstance(op, IkOp):
+                self.d.context = describe(op)
+                for r, dims in zip(op.results, op.shape_rule(self.d, op.operands, op.params)):
+                    self._dims[r] = dims
+
+    # -- emission -------------------------------------------------------------
+    def emit_at(self, depth: int, op: Operation):
+        Rewriter.insert_op(op, self.scopes[depth].point())
+        for r in op.results:
+            self.depth_of[r] = depth
+        return op.results[0] if len(op.results) == 1 else op
+
+    def emit(self, op: Operation):
+        return self.emit_at(self.cursor, op)
+
+    def index(self, n: int) -> SSAValue:
+        if n not in self._indices:
+            self._indices[n] = self.emit_at(0, arith.ConstantOp(IntegerAttr(int(n), INDEX)))
+        return self._indices[n]
+
+    def as_index(self, d) -> SSAValue:
+        return self.index(d) if isinstance(d, int) else d
+
+    def require(self, cond: SSAValue, message: str) -> None:
+        self.emit(cf.AssertOp(cond, message))
+
+    def depth(self, v: SSAValue) -> int:
+        return self.depth_of.get(v, 0)
+
+    # -- sizes ------------------------------------------------------------------
+    def dims(self, v: SSAValue) -> list:
+        return self._dims[v]
+
+    def dim_of(self, m: SSAValue, k: int):
+        size = m.type.get_shape()[k]
+        if size >= 0:
+            return size
+        return self.emit_at(0, memref.DimOp(m, self.index(k)))
+
+    def _input_index(self, v: SSAValue):
+        m = self.inputs.get(v)
+        if m is None:
+            raise CompileError(f"lower-to-loops: the size {v} is not an input of the kernel")
+        x = self.emit_at(0, memref.LoadOp.get(m, []))
+        x = S.convert(_AtDepth(self, 0), x, dtype_of(v.type), np.dtype(np.int64))
+        return self.emit_at(0, arith.IndexCastOp(x, INDEX))
+
+    # -- values at indices --------------------------------------------------------
+    def at(self, v: SSAValue, idx: Sequence[SSAValue]) -> SSAValue:
+        """The element of kernel value `v` at `idx`."""
+        idx = [self.as_index(i) for i in idx]
+        depth = max((self.depth(i) for i in idx), default=0)
+        key = (v, tuple(idx))
+        memo = self.scopes[depth].memo
+        if key in memo:
+            return memo[key]
+        # Compute at `depth`: loops deeper than that are set aside meanwhile (the value
+        # does not depend on them), so loops it opens nest right under `depth`.
+        saved, self.cursor = self.cursor, depth
+        suspended = self.scopes[depth + 1:]
+        del self.scopes[depth + 1:]
+        try:
+            if v in self.inputs:
+                out = self.emit(memref.LoadOp.get(self.inputs[v], idx))
+            else:
+                op = v.owner
+                if not hasattr(op, "emit_element"):
+                    raise CompileError(f"lower-to-loops: {op.name} cannot be computed element by element")
+                out = op.emit_element(self, idx)
+        finally:
+            self.scopes.extend(suspended)
+            self.cursor = saved
+        memo[key] = out
+        return out
+
+    def operand(self, v: SSAValue, idx: Sequence[SSAValue]) -> SSAValue:
+        """v at idx under numpy's broadcasting (right-aligned; static 1s read index 0)."""
+        shape = v.type.get_shape()
+        off = len(idx) - len(shape)
+        return self.at(v, [self.index(0) if s == 1 else idx[off + k] for k, s in enumerate(shape)])
+
+    def affine(self, iv: SSAValue, step: int, start) -> SSAValue:
+        x = iv if step == 1 else self.emit(arith.MuliOp(iv, self.index(step)))
+        if isinstance(start, int) and start == 0:
+            return x
+        return self.emit(arith.AddiOp(x, self.as_index(start)))
+
+    def linear_index(self, ivs: Sequence[SSAValue], extents: Sequence) -> SSAValue:
+        """The C-order position of ivs within extents, as i64."""
+        lin = self.index(0)
+        for iv, e in zip(ivs, extents):
+            lin = self.emit(arith.AddiOp(self.emit(arith.MuliOp(lin, self.as_index(e))), iv))
+        return self.emit(arith.IndexCastOp(lin, i64))
+
+    def constant_element(self, op: I.ConstantOp, idx: Sequence[SSAValue]) -> SSAValue:
+        """An element of a constant array, read from a global."""
+        if op not in self._globals:
+            mtype = memref_of(op.result.type)
+            name = f"__kconst_{id(op):x}"
+            init = DenseIntOrFPElementsAttr(TensorType(mtype.element_type, mtype.get_shape()),
+                                            BytesAttr(op.value.data.data))
+            glob = memref.GlobalOp.get(StringAttr(name), mtype, init, constant=builtin.UnitAttr(), alignment=64)
+            self.module.body.block.insert_op_before(glob, self.module.body.block.first_op)
+            self._globals[op] = self.emit_at(0, memref.GetGlobalOp(name, mtype))
+        return self.emit(memref.LoadOp.get(self._globals[op], list(idx)))
+
+    # -- loops ------------------------------------------------------------------------
+    def reduce_loop(self, extents: Sequence, inits: Sequence[SSAValue],
+                    body: Callable[[list[SSAValue], list[SSAValue]], Sequence[SSAValue]],
+                    depends_on: Sequence[SSAValue] = ()) -> list[SSAValue]:
+        """Loops over `extents` at the current level carrying `inits`; body(ivs, accs) -> accs."""
+        return self.loop_nest(extents, inits, body)
+
+    def loop_nest(self, extents: Sequence, inits: Sequence[SSAValue],
+                  body: Callable[[list[SSAValue], list[SSAValue]], Sequence[SSAValue]]) -> list[SSAValue]:
+        if not extents:
+            return list(body([], list(inits)))
+        return self._level(list(extents), 0, [], list(inits), body)
+
+    def _level(self, extents, k, ivs, accs, body):
+        depth = self.cursor
+        block = Block(arg_types=[INDEX, *[a.type for a in accs]])
+        yield_op = scf.YieldOp()
+        block.add_op(yield_op)
+        loop = scf.ForOp(self.index(0), self.as_index(extents[k]), self.index(1), accs, Region(block))
+        self.emit_at(depth, loop)
+        parent = self.scopes[depth]
+        saved_child, parent.child = parent.child, loop
+        self.scopes.append(_Scope(yield_op))
+        self.cursor = depth + 1
+        for a in block.args:
+            self.depth_of[a] = depth + 1
+        try:
+            iv, args = block.args[0], list(block.args[1:])
+            if k + 1 == len(extents):
+                out = body(ivs + [iv], args)
+            else:
+                out = self._level(extents, k + 1, ivs + [iv], args, body)
+            yield_op.operands = list(out)
+        finally:
+            self.scopes.pop()
+            self.cursor = depth
+            parent.child = saved_child
+        return list(loop.results)
+
+    # -- the kernel ----------------------------------------------------------------------
+    def run(self) -> None:
+        yielded = self.kernel.yield_op.values
+        for v, out in zip(yielded, self.kernel.outputs):
+            dims = self._dims[v]
+
+            def body(ivs, _accs, v=v, out=out):
+                x = self.at(v, ivs)
+                self.emit(memref.StoreOp.get(x, out, ivs))
+                return []
+            self.loop_nest(dims, [], body)
+        Rewriter.erase_op(self.kernel)
+
+
+@dataclass(frozen=True)
+class LowerToLoopsPass(ModulePass):
+    """Kernels to scf loops over memrefs, one element at a time."""
+
+    name = "lower-to-loops"
+
+    def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        kernels = [k for k in op.walk() if isinstance(k, KernelOp)]
+        for k in kernels:
+            if not k.outputs:
+                raise CompileError("lower-to-loops needs buffer-form kernels: run bufferize first")
+            KernelEmitter(k, op).run()
+
+
