@@ -107,8 +107,18 @@ class Translation:
         self.vector_decls: list[ir.Function] = []
 
 
+def _blocks(region):
+    for op in region.walk():
+        for r in op.regions:
+            yield from r.blocks
+    yield from region.blocks
+
+
 class Translator:
-    def __init__(self, vector_isa: tuple[str, int] | None) -> None:
+    def __init__(self, vector_isa: tuple[str, int] | None, num_threads: int = 1,
+                 parallel_threshold: int = 1 << 62) -> None:
+        self.num_threads = num_threads
+        self.parallel_threshold = parallel_threshold
         self.llmod = ir.Module(name="irkit")
         self.out = Translation(self.llmod)
         self.vector_isa = vector_isa  # ("d", 256) for AVX2 libmvec, None without libmvec
@@ -189,9 +199,6 @@ class Translator:
 
 class FunctionTranslator:
     def __init__(self, tr: Translator, op: func.FuncOp) -> None:
-        self.tr = tr
-        self.op = op
-        self.env: dict[SSAValue, object] = {}
         ftype = op.function_type
         params: list[ir.Type] = []
         for t in ftype.inputs:
@@ -201,15 +208,8 @@ class FunctionTranslator:
             else:
                 params.append(ll_type(t))
         params.append(PTR)  # result slots
-        self.fn = ir.Function(tr.llmod, ir.FunctionType(I32, params), op.sym_name.data)
-        self.result_types = list(ftype.outputs)
-        entry = self.fn.append_basic_block("entry")
-        self.b = ir.IRBuilder(entry)
-        self.entry_builder = ir.IRBuilder(entry)
-        self.error_block = self.fn.append_basic_block("error")
-        self.error_phi = None
-        self.alloc_slots: list[ir.Value] = []
-        self.slot_of: dict[SSAValue, ir.Value] = {}
+        self._setup(tr, ir.Function(tr.llmod, ir.FunctionType(I32, params), op.sym_name.data))
+        self.op = op
         it = iter(self.fn.args)
         for arg, t in zip(op.body.block.args, ftype.inputs):
             if isinstance(t, MemRefType):
@@ -220,6 +220,19 @@ class FunctionTranslator:
             else:
                 self.env[arg] = next(it)
         self.results_ptr = next(it)
+
+    def _setup(self, tr: Translator, fn: ir.Function) -> None:
+        self.tr = tr
+        self.fn = fn
+        self.env: dict[SSAValue, object] = {}
+        entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(entry)
+        self.entry_builder = ir.IRBuilder(entry)
+        self.error_block = fn.append_basic_block("error")
+        self.error_phi = None
+        self.alloc_slots: list[ir.Value] = []
+        self.slot_of: dict[SSAValue, ir.Value] = {}
+        self.outlined = 0
 
     def _static_dims(self, t: MemRefType, dims: list[ir.Value]) -> list[ir.Value]:
         return [I64(s) if s >= 0 else d for s, d in zip(t.get_shape(), dims)]
@@ -330,6 +343,11 @@ class FunctionTranslator:
             self._copy(self.v(op.source), self.v(op.destination))
         elif t is scf.ForOp:
             self._for(op)
+        elif t is scf.ParallelOp:
+            self._parallel(op)
+        elif t is scf.ReduceOp:
+            if op.args:
+                raise CompileError("llvm: scf.parallel reductions are not supported")
         elif t is scf.IfOp:
             self._if(op)
         elif t is scf.YieldOp:
@@ -532,6 +550,125 @@ class FunctionTranslator:
         b.position_at_end(exit_)
         for r, p in zip(op.results, accs):
             self.env[r] = p
+
+    def _parallel(self, op: scf.ParallelOp) -> None:
+        """The loop body becomes a function of (context, lo, hi); big loops run on threads."""
+        if len(op.lowerBound) != 1 or op.initVals:
+            raise CompileError("llvm: only 1-d scf.parallel without reductions is supported")
+        b = self.b
+        inside: set = set()
+        for inner in op.body.walk():
+            inside.update(inner.results)
+        for blk in _blocks(op.body):
+            inside.update(blk.args)
+        captured: list[SSAValue] = []
+        for inner in op.body.walk():
+            for v in inner.operands:
+                if v not in inside and v not in captured:
+                    captured.append(v)
+        fields: list[ir.Value] = []
+        for v in captured:
+            x = self.v(v)
+            fields.extend([x.ptr, *x.dims] if isinstance(x, Desc) else [x])
+        ctx_type = ir.LiteralStructType([f.type for f in fields])
+        ctx = self.entry_builder.alloca(ctx_type)
+        for k, f in enumerate(fields):
+            b.store(f, b.gep(ctx, [I32(0), I32(k)], inbounds=True))
+        body_fn = self._outline(op, captured, ctx_type)
+        lb, ub, step = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
+        trip = b.sub(ub, lb)
+        work = trip
+        for extent in self._inner_extents(op, inside):
+            work = b.mul(work, extent)
+        unit_step = isinstance(step, ir.Constant) and step.constant == 1
+        threads = self.tr.num_threads
+        if unit_step and threads > 1:
+            big = b.and_(b.icmp_signed(">=", work, I64(self.tr.parallel_threshold)),
+                         b.icmp_signed(">=", trip, I64(2)))
+            pfor = self.tr.declare("irkit_parallel_for", I32, [PTR, PTR, I64, I64, I64])
+            with b.if_else(big) as (par, ser):
+                with par:
+                    s_par = b.call(pfor, [body_fn, ctx, lb, ub, I64(threads)])
+                    bb_par = b.block
+                with ser:
+                    s_ser = b.call(body_fn, [ctx, lb, ub])
+                    bb_ser = b.block
+            status = b.phi(I32)
+            status.add_incoming(s_par, bb_par)
+            status.add_incoming(s_ser, bb_ser)
+        else:
+            status = b.call(body_fn, [ctx, lb, ub])
+        fail = self.fn.append_basic_block("par.fail")
+        cont = self.fn.append_basic_block("par.ok")
+        b.cbranch(b.icmp_signed("==", status, I32(0)), cont, fail)
+        b.position_at_end(fail)
+        self._to_error(status)
+        b.position_at_end(cont)
+
+    def _outline(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type) -> ir.Function:
+        self.outlined += 1
+        name = f"{self.fn.name}.par{self.outlined}"
+        fn = ir.Function(self.tr.llmod, ir.FunctionType(I32, [PTR, I64, I64]), name)
+        fn.linkage = "internal"
+        sub = FunctionTranslator.__new__(FunctionTranslator)
+        sub._setup(self.tr, fn)
+        sub.outlined = self.outlined * 100
+        ctx, lo, hi = fn.args
+        b = sub.b
+        k = 0
+        for v in captured:
+            x = self.v(v)
+
+            def load(ty):
+                nonlocal k
+                val = b.load(b.gep(ctx, [I32(0), I32(k)], inbounds=True, source_etype=ctx_type), typ=ty)
+                k += 1
+                return val
+            if isinstance(x, Desc):
+                ptr = load(PTR)
+                dims = [load(I64) for _ in x.dims]
+                sub.env[v] = Desc(ptr, [d if isinstance(d, ir.Constant) else n for d, n in zip(x.dims, dims)],
+                                  x.elt)
+            else:
+                sub.env[v] = load(x.type)
+        step = self.v(op.step[0])
+        pre = b.block
+        head = fn.append_basic_block("par.head")
+        body = fn.append_basic_block("par.body")
+        exit_ = fn.append_basic_block("par.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        iv = b.phi(I64)
+        iv.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", iv, hi), body, exit_)
+        b.position_at_end(body)
+        sub.env[op.body.block.args[0]] = iv
+        if isinstance(step, ir.Constant):
+            step_value = step
+        else:
+            step_value = sub.env[op.step[0]] if op.step[0] in sub.env else I64(1)
+        sub.block(op.body.block)
+        iv.add_incoming(b.add(iv, step_value, flags=["nsw"]), b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+        b.ret(I32(0))
+        eb = ir.IRBuilder(sub.error_block)
+        if sub.error_phi is None:
+            eb.unreachable()
+        else:
+            eb.ret(sub.error_phi)
+        return fn
+
+    def _inner_extents(self, op: scf.ParallelOp, inside: set) -> list[ir.Value]:
+        """Trip counts of the loops nested first in the body, when known outside it."""
+        out = []
+        block = op.body.block
+        while True:
+            loop = next((o for o in block.ops if isinstance(o, scf.ForOp)), None)
+            if loop is None or any(v in inside for v in (loop.lb, loop.ub)):
+                return out
+            out.append(self.b.sub(self.v(loop.ub), self.v(loop.lb)))
+            block = loop.body.block
 
     def _if(self, op: scf.IfOp) -> None:
         b = self.b

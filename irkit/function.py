@@ -26,8 +26,8 @@ from xdsl.printer import Printer
 
 from irkit.config import config
 from irkit.dialects.ik.create import PlaceholderOp
-from irkit.errors import (CompileError, DeviceError, DTypeError, MissingInputError, ShapeError,
-                          split_kind)
+from irkit.errors import (CompileError, DeviceError, DTypeError, IrkitError, MissingInputError,
+                          ShapeError, split_kind)
 from irkit.leaves import SharedVariable, leaf_of
 from irkit.pipeline import STAGES, make_context, run_passes
 from irkit.types import dtype_of, format_shape
@@ -233,7 +233,7 @@ class Function:
         t = self.timings
         run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], ctx, t)
         t0 = time.perf_counter()
-        tr = Translator(jit.vector_isa())
+        tr = Translator(jit.vector_isa(), config.num_threads, config.parallel_threshold)
         translation = tr.translate(module)
         self.messages = translation.messages
         fn_name = _symbol(self.name)
@@ -258,12 +258,27 @@ class Function:
             args = self._bind(args, kwargs)
         if self._containers:
             args = (*args, *[c[0] for c in self._containers])
-        out = self._native.call(*args)
+        try:
+            out = self._native.call(*args)
+        except IrkitError as e:
+            if not getattr(e, "_irkit_noted", False):
+                e._irkit_noted = True
+                e.add_note(f"  in {self.name}({self._describe_args(args)})")
+            raise
         if self._update_containers:
             for container, value in zip(self._update_containers, out[self._n_out:]):
                 container[0] = value
             out = out[0] if self.single else out[:self._n_out]
         return out
+
+    def _describe_args(self, args: tuple) -> str:
+        parts = []
+        for k, a in enumerate(args[:len(self.inputs)]):
+            label = self.inputs[k].name or f"#{k}"
+            arr = a if isinstance(a, np.ndarray) else None
+            parts.append(f"{label}: {arr.dtype.name}{format_shape(arr.shape)}" if arr is not None
+                         else f"{label}: {type(a).__name__}")
+        return ", ".join(parts)
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple:
         values = list(args) + [None] * (len(self.inputs) - len(args))

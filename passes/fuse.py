@@ -146,19 +146,78 @@ def is_cheap(op: Operation) -> bool:
     return isinstance(op, CHEAP)
 
 
-def plan(block: Block, max_ops: int) -> tuple[list[Operation], dict[Operation, set], set]:
-    """Decide roots and inlined ops. Returns (roots in order, op -> roots, standalone)."""
-    ops = list(block.ops)
-    shapes = symbolic_shapes(block)
-    kernels_of: dict[Operation, set] = {}
-    roots: set[Operation] = set()
-    standalone: set[Operation] = set()
-    size: dict[Operation, int] = {}
+class Group:
+    """A kernel being planned: its roots (outputs), its members, the shape of its roots."""
 
-    def kernels_of_user(u: Operation) -> set | None:
-        if u in roots:
-            return {u}
-        return kernels_of.get(u)
+    __slots__ = ("roots", "members", "shape", "parent")
+
+    def __init__(self, root: Operation, shape: list) -> None:
+        self.roots = [root]
+        self.members = {root}
+        self.shape = shape
+        self.parent: Group = self
+
+    def find(self) -> "Group":
+        g = self
+        while g.parent is not g:
+            g.parent = g.parent.parent
+            g = g.parent
+        return g
+
+
+def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
+    """Decide the kernels (groups of ops) and the ops that stay outside them."""
+    ops = list(block.ops)
+    index = {op: k for k, op in enumerate(ops)}
+    shapes = symbolic_shapes(block)
+    algebra = shapes["__algebra__"]
+    groups_of: dict[Operation, set[Group]] = {}
+    standalone: set[Operation] = set()
+
+    def groups_of_user(u: Operation) -> set[Group] | None:
+        gs = groups_of.get(u)
+        return None if gs is None else {g.find() for g in gs}
+
+    def new_root(op: Operation) -> None:
+        groups_of[op] = {Group(op, shapes.get(op.results[0], []))}
+
+    def same_shape(a: list, b: list) -> bool:
+        return len(a) == len(b) and all(algebra.same(x, y) for x, y in zip(a, b))
+
+    def reaches_through_outside(g: Group, others: set[Group], after: int) -> bool:
+        """Whether g depends on another group in `others` through an op outside them all."""
+        inside = {m: h for h in others for m in h.members}
+        stack = [(v.owner, False) for m in g.members for v in m.operands if isinstance(v.owner, Operation)]
+        seen = set()
+        while stack:
+            op, via_outside = stack.pop()
+            if op in g.members or index.get(op, -1) <= after or (op, via_outside) in seen:
+                continue
+            seen.add((op, via_outside))
+            h = inside.get(op)
+            if h is not None and h is not g:
+                if via_outside:
+                    return True
+                continue
+            for v in op.operands:
+                if isinstance(v.owner, Operation):
+                    stack.append((v.owner, via_outside or h is None))
+        return False
+
+    def try_merge(target: set[Group], at: int) -> Group | None:
+        gs = list(target)
+        if any(not same_shape(gs[0].shape, g.shape) for g in gs[1:]):
+            return None
+        if sum(len(g.members) for g in gs) >= max_ops:
+            return None
+        if any(reaches_through_outside(g, target, at) for g in gs):
+            return None
+        main = gs[0]
+        for g in gs[1:]:
+            g.parent = main
+            main.roots += g.roots
+            main.members |= g.members
+        return main
 
     for op in reversed(ops):
         if not isinstance(op, IkOp):
@@ -174,28 +233,29 @@ def plan(block: Block, max_ops: int) -> tuple[list[Operation], dict[Operation, s
             if uses and index_computable(op):
                 standalone.add(op)
             elif uses:
-                roots.add(op)
-                size[op] = 1
+                new_root(op)
             continue
-        target: set = set()
+        target: set[Group] = set()
         ok = True
         cheap = is_cheap(op)
         for u, i in data:
-            ks = kernels_of_user(u)
-            if ks is None or not edge_legal(op, u, i, shapes, cheap):
+            gs = groups_of_user(u)
+            if gs is None or not edge_legal(op, u, i, shapes, cheap):
                 ok = False
                 break
-            target |= ks
-        if ok and len(target) > 1 and not cheap:
-            ok = False
-        if ok and any(size[k] >= max_ops for k in target):
-            ok = False
+            target |= gs
         if ok and shape_only and not index_computable(op):
             ok = False
+        if ok and len(target) > 1 and not cheap:
+            merged = try_merge(target, index[op])
+            ok = merged is not None
+            target = {merged} if ok else target
+        if ok and any(len(g.members) >= max_ops for g in target):
+            ok = False
         if ok:
-            kernels_of[op] = target
-            for k in target:
-                size[k] += 1
+            groups_of[op] = set(target)
+            for g in target:
+                g.members.add(op)
             if shape_only:
                 standalone.add(op)
             continue
@@ -204,9 +264,11 @@ def plan(block: Block, max_ops: int) -> tuple[list[Operation], dict[Operation, s
         elif isinstance(op, I.TransposeOp) and _feeds_only_matmul(op):
             standalone.add(op)
         else:
-            roots.add(op)
-            size[op] = 1
-    return [op for op in ops if op in roots], kernels_of, standalone
+            new_root(op)
+    final = {g.find() for gs in groups_of.values() for g in gs}
+    for g in final:
+        g.roots.sort(key=index.__getitem__)
+    return sorted(final, key=lambda g: index[g.roots[-1]]), standalone
 
 
 def _feeds_only_matmul(op: I.TransposeOp) -> bool:
@@ -215,8 +277,9 @@ def _feeds_only_matmul(op: I.TransposeOp) -> bool:
     return swap_last and all(isinstance(u.operation, I.MatmulOp) for u in op.result.uses)
 
 
-def build_kernel(root: Operation, members: list[Operation]) -> KernelOp:
-    """Clone `members` (topologically ordered, ending with root) into a kernel before root."""
+def build_kernel(roots: list[Operation], members: list[Operation], host: Block) -> KernelOp:
+    """Clone `members` (topologically ordered) into a kernel yielding the roots' values,
+    placed as early as its inputs allow (so every use of a root comes after it)."""
     inside = set(members)
     inputs: list[SSAValue] = []
     for m in members:
@@ -234,26 +297,28 @@ def build_kernel(root: Operation, members: list[Operation]) -> KernelOp:
         block.add_op(clone)
         for old, new in zip(m.results, clone.results):
             mapping[old] = new
-    block.add_op(YieldOp([mapping[root.results[0]]]))
-    kernel = KernelOp(inputs, [], [root.results[0].type], Region(block))
-    kernel.location = root.location
-    if root.results[0].name_hint:
-        kernel.res[0].name_hint = root.results[0].name_hint
-    Rewriter.insert_op(kernel, InsertPoint.before(root))
-    root.results[0].replace_all_uses_with(kernel.res[0])
+    outs = [r.results[0] for r in roots]
+    block.add_op(YieldOp([mapping[v] for v in outs]))
+    kernel = KernelOp(inputs, [], [v.type for v in outs], Region(block))
+    kernel.location = roots[-1].location
+    producers = [v.owner for v in inputs if isinstance(v.owner, Operation) and v.owner.parent_block() is host]
+    if producers:
+        order = {op: k for k, op in enumerate(host.ops)}
+        Rewriter.insert_op(kernel, InsertPoint.after(max(producers, key=order.__getitem__)))
+    else:
+        Rewriter.insert_op(kernel, InsertPoint.at_start(host))
+    for v, r in zip(outs, kernel.res):
+        if v.name_hint:
+            r.name_hint = v.name_hint
+        v.replace_all_uses_with(r)
     return kernel
 
 
 def fuse_block(block: Block, max_ops: int) -> None:
-    roots, kernels_of, standalone = plan(block, max_ops)
+    groups, standalone = plan(block, max_ops)
     order = {op: k for k, op in enumerate(block.ops)}
-    members_of: dict[Operation, list[Operation]] = {r: [] for r in roots}
-    for op, ks in kernels_of.items():
-        for k in ks:
-            members_of[k].append(op)
-    for root in roots:
-        members = sorted(members_of[root], key=order.__getitem__) + [root]
-        build_kernel(root, members)
+    for g in groups:
+        build_kernel(g.roots, sorted(g.members, key=order.__getitem__), block)
     for op in reversed(list(block.ops)):
         if isinstance(op, IkOp) and all(not r.uses for r in op.results):
             Rewriter.erase_op(op)
@@ -264,7 +329,7 @@ class FusePass(ModulePass):
     """Group elementwise, broadcast and reduction work into kernels (one loop nest each)."""
 
     name = "fuse"
-    max_ops: int = 256
+    max_ops: int = 1024
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         for f in op.walk():

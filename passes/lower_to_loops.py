@@ -30,7 +30,7 @@ from irkit.dialects import ik as I
 from irkit.dialects.fused import KernelOp
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, describe
-from irkit.errors import CompileError
+from irkit.errors import CompileError, split_kind
 from irkit.loops import INDEX, IRDims
 from irkit.passes.bufferize import memref_of
 from irkit.types import dtype_of
@@ -77,6 +77,8 @@ class KernelEmitter:
     def __init__(self, kernel: KernelOp, module: builtin.ModuleOp) -> None:
         self.kernel = kernel
         self.module = module
+        self.linear = False
+        self.current_op: Operation | None = None
         self.scopes: list[_Scope] = [_Scope(kernel)]
         self.depth_of: dict[SSAValue, int] = {}
         self.cursor = 0
@@ -115,6 +117,14 @@ class KernelEmitter:
         return self.index(d) if isinstance(d, int) else d
 
     def require(self, cond: SSAValue, message: str) -> None:
+        """A run-time check inside the kernel; the message gets the op's source location."""
+        op = self.current_op
+        if op is not None:
+            kind = message[:message.index(": ") + 2] if split_kind(message)[1] != message else ""
+            text = message[len(kind):]
+            if text.startswith(op.name + ": "):
+                text = text[len(op.name) + 2:]
+            message = f"{kind}{describe(op)}: {text}"
         self.emit(cf.AssertOp(cond, message))
 
     def depth(self, v: SSAValue) -> int:
@@ -159,7 +169,11 @@ class KernelEmitter:
                 op = v.owner
                 if not hasattr(op, "emit_element"):
                     raise CompileError(f"lower-to-loops: {op.name} cannot be computed element by element")
-                out = op.emit_element(self, idx)
+                outer_op, self.current_op = self.current_op, op
+                try:
+                    out = op.emit_element(self, idx)
+                finally:
+                    self.current_op = outer_op
         finally:
             self.scopes.extend(suspended)
             self.cursor = saved
@@ -169,6 +183,8 @@ class KernelEmitter:
     def operand(self, v: SSAValue, idx: Sequence[SSAValue]) -> SSAValue:
         """v at idx under numpy's broadcasting (right-aligned; static 1s read index 0)."""
         shape = v.type.get_shape()
+        if self.linear:  # a flat elementwise kernel: every value is 0-d or of the output's shape
+            return self.at(v, list(idx) if shape else [])
         off = len(idx) - len(shape)
         return self.at(v, [self.index(0) if s == 1 else idx[off + k] for k, s in enumerate(shape)])
 
@@ -205,21 +221,29 @@ class KernelEmitter:
         return self.loop_nest(extents, inits, body)
 
     def loop_nest(self, extents: Sequence, inits: Sequence[SSAValue],
-                  body: Callable[[list[SSAValue], list[SSAValue]], Sequence[SSAValue]]) -> list[SSAValue]:
+                  body: Callable[[list[SSAValue], list[SSAValue]], Sequence[SSAValue]],
+                  parallel: bool = False) -> list[SSAValue]:
         if not extents:
             return list(body([], list(inits)))
-        return self._level(list(extents), 0, [], list(inits), body)
+        return self._level(list(extents), 0, [], list(inits), body, parallel)
 
-    def _level(self, extents, k, ivs, accs, body):
+    def _level(self, extents, k, ivs, accs, body, parallel=False):
         depth = self.cursor
         block = Block(arg_types=[INDEX, *[a.type for a in accs]])
-        yield_op = scf.YieldOp()
-        block.add_op(yield_op)
-        loop = scf.ForOp(self.index(0), self.as_index(extents[k]), self.index(1), accs, Region(block))
+        if parallel and k == 0 and not accs:
+            # the outermost loop of an output nest: its iterations write disjoint elements
+            terminator = scf.ReduceOp()
+            block.add_op(terminator)
+            loop = scf.ParallelOp([self.index(0)], [self.as_index(extents[k])], [self.index(1)],
+                                  Region(block))
+        else:
+            terminator = scf.YieldOp()
+            block.add_op(terminator)
+            loop = scf.ForOp(self.index(0), self.as_index(extents[k]), self.index(1), accs, Region(block))
         self.emit_at(depth, loop)
         parent = self.scopes[depth]
         saved_child, parent.child = parent.child, loop
-        self.scopes.append(_Scope(yield_op))
+        self.scopes.append(_Scope(terminator))
         self.cursor = depth + 1
         for a in block.args:
             self.depth_of[a] = depth + 1
@@ -229,7 +253,8 @@ class KernelEmitter:
                 out = body(ivs + [iv], args)
             else:
                 out = self._level(extents, k + 1, ivs + [iv], args, body)
-            yield_op.operands = list(out)
+            if isinstance(terminator, scf.YieldOp):
+                terminator.operands = list(out)
         finally:
             self.scopes.pop()
             self.cursor = depth
@@ -237,17 +262,72 @@ class KernelEmitter:
         return list(loop.results)
 
     # -- the kernel ----------------------------------------------------------------------
-    def run(self) -> None:
-        yielded = self.kernel.yield_op.values
-        for v, out in zip(yielded, self.kernel.outputs):
-            dims = self._dims[v]
+    def _linear(self) -> bool:
+        """Whether the kernel is elementwise over one shape with no broadcasting, so that it
+        can run as a single flat loop over contiguous buffers."""
+        from irkit.dialects.ik.elementwise import ElementwiseOp
+        outs = list(self.kernel.yield_op.values)
+        dims = self._dims[outs[0]]
+        if len(dims) < 2 or any(not _same_dims(self._dims[v], dims) for v in outs):
+            return False
+        shape = outs[0].type.get_shape()
+        for op in self.kernel.body.block.ops:
+            if isinstance(op, I.ConstantOp):
+                if op.splat_value() is None and op.result.type.get_shape():
+                    return False
+            elif not isinstance(op, ElementwiseOp) and op is not self.kernel.yield_op:
+                return False
+            for r in op.results:
+                if r.type.get_shape() and r.type.get_shape() != shape:
+                    return False
+        for a in self.inputs:
+            if a.type.get_shape() and (a.type.get_shape() != shape or not _same_dims(self._dims[a], dims)):
+                return False
+        return True
 
-            def body(ivs, _accs, v=v, out=out):
-                x = self.at(v, ivs)
-                self.emit(memref.StoreOp.get(x, out, ivs))
+    def _flatten(self, m: SSAValue) -> SSAValue:
+        from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, MemRefType
+        t = m.type
+        n = 1
+        for s in t.get_shape():
+            n = n * s if s >= 0 and n >= 0 else -(1 << 63)
+        return self.emit_at(0, memref.CollapseShapeOp.build(
+            operands=[m], result_types=[MemRefType(t.element_type, [n])],
+            properties={"reassociation": ArrayAttr([DenseArrayBase.from_list(i64, list(range(len(t.get_shape()))))])}))
+
+    def run(self) -> None:
+        yielded = list(self.kernel.yield_op.values)
+        outputs = list(self.kernel.outputs)
+        if self._linear():
+            self.linear = True
+            total = self.d.product(self._dims[yielded[0]])
+            for a, m in list(self.inputs.items()):
+                if m.type.get_shape():
+                    self.inputs[a] = self._flatten(m)
+            outputs = [self._flatten(m) for m in outputs]
+            groups = [([total], list(zip(yielded, outputs)))]
+        else:
+            groups = []  # outputs of the same dims share one loop nest
+            for v, out in zip(yielded, outputs):
+                for dims, members in groups:
+                    if _same_dims(dims, self._dims[v]):
+                        members.append((v, out))
+                        break
+                else:
+                    groups.append((self._dims[v], [(v, out)]))
+        for dims, members in groups:
+            def body(ivs, _accs, members=members):
+                for v, out in members:
+                    x = self.at(v, ivs)
+                    self.emit(memref.StoreOp.get(x, out, ivs))
                 return []
-            self.loop_nest(dims, [], body)
+            self.loop_nest(dims, [], body, parallel=True)
         Rewriter.erase_op(self.kernel)
+
+
+def _same_dims(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y or (isinstance(x, int) and isinstance(y, int) and x == y)
+                                    for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,187 @@
+"""irkit against its peers on the same work, in one process, with ratios.
+
+    python benchmarks/run.py [--quick] [--only NAME] [--repeat N] [--output benchmarks/RESULTS.md]
+
+Each workload builds its data once, checks irkit's result against numpy's, then
+times every system on it (warm-up call first; median, min and max of the
+repeats). numpy is always a peer; the others are added when installed.
+The table is written to RESULTS.md (and the raw figures to RESULTS.json)
+with the machine, the versions and the command that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import irkit as ik  # noqa: E402
+
+
+@dataclass
+class Workload:
+    name: str
+    description: str
+    make: Callable[[bool], dict]  # quick -> {"irkit": fn, "numpy": fn, ..., "check": (got_fn, want, tol)}
+    results: dict = field(default_factory=dict)
+
+
+def timeit(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm up (and compile caches, page faults of the first output)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# ---------------------------------------------------------------------------
+# workloads
+# ---------------------------------------------------------------------------
+
+def add_one(quick: bool) -> dict:
+    n = 1_000_000 if quick else 10_000_000
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    y = np.empty_like(x)
+    v = ik.vector("x", dtype="float32")
+    f = ik.function([v], v + 1)
+    return {"irkit": lambda: f(x), "numpy": lambda: np.add(x, 1, out=y),
+            "numpy (alloc)": lambda: x + 1,
+            "check": (lambda: f(x), x + 1, 0.0)}
+
+
+def copy(quick: bool) -> dict:
+    n = 1_000_000 if quick else 10_000_000
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    y = np.empty_like(x)
+    v = ik.vector("x", dtype="float32")
+    f = ik.function([v], v)  # an output never aliases an input: this is a copy
+    return {"irkit": lambda: f(x), "numpy": lambda: np.copyto(y, x),
+            "check": (lambda: f(x), x, 0.0)}
+
+
+def chain(dtype: str) -> Callable[[bool], dict]:
+    def make(quick: bool) -> dict:
+        n = 1_000_000 if quick else 10_000_000
+        x = np.random.default_rng(1).uniform(-5, 5, n).astype(dtype)
+        v = ik.vector("x", dtype=dtype)
+        f = ik.function([v], ik.exp(-v * v) * ik.sin(v) + ik.tanh(0.5 * v) / (1 + v * v))
+
+        def numpy_chain():
+            return np.exp(-x * x) * np.sin(x) + np.tanh(0.5 * x) / (1 + x * x)
+        want = numpy_chain()
+        tol = 1e-6 if dtype == "float32" else 1e-14
+        return {"irkit": lambda: f(x), "numpy": numpy_chain, "check": (lambda: f(x), want, tol)}
+    return make
+
+
+WORKLOADS = [
+    Workload("add_one", "y = x + 1, float32 (10M; 1M with --quick)", add_one),
+    Workload("copy", "a copy of float32 (irkit: the identity function); numpy: np.copyto", copy),
+    Workload("chain_f32", "exp(-x*x)*sin(x) + tanh(0.5*x)/(1+x*x), float32", chain("float32")),
+    Workload("chain_f64", "the same chain, float64", chain("float64")),
+]
+
+
+# ---------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import llvmlite
+    import scipy
+    import xdsl
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__, "llvmlite": llvmlite.__version__,
+            "xdsl": getattr(xdsl, "__version__", "?"), "irkit": ik.__version__,
+            "irkit threads": ik.config.num_threads}
+
+
+def run(args: argparse.Namespace) -> dict:
+    chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
+    if not chosen:
+        raise SystemExit(f"no workload named {args.only!r}; known: {', '.join(w.name for w in WORKLOADS)}")
+    report = {"machine": machine(), "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "workloads": []}
+    for w in chosen:
+        systems = w.make(args.quick)
+        got_fn, want, tol = systems.pop("check")
+        got = got_fn()
+        if not np.allclose(got, want, rtol=tol, atol=tol):
+            raise SystemExit(f"{w.name}: irkit's result differs from numpy's "
+                             f"(max abs diff {np.max(np.abs(got - want))})")
+        row = {"name": w.name, "description": w.description, "systems": {}}
+        for name, fn in systems.items():
+            times = timeit(fn, args.repeat)
+            row["systems"][name] = {"median": statistics.median(times), "min": min(times), "max": max(times)}
+        base = row["systems"]["irkit"]["median"]
+        for name, r in row["systems"].items():
+            r["irkit_ratio"] = base / r["median"]
+        report["workloads"].append(row)
+        print(f"{w.name:10s} " + "  ".join(f"{n} {1e3 * r['median']:.2f} ms" for n, r in row["systems"].items()),
+              flush=True)
+    return report
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = ["# Benchmark results", "",
+             f"Made by `{report['command']}` on {report['date']}.", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()) + ".", "",
+             "Times are per call (median, min, max of the repeats after a warm-up call). "
+             "`irkit/peer` is irkit's median over the peer's: below 1 means irkit is faster.", ""]
+    for row in report["workloads"]:
+        lines += [f"## {row['name']}: {row['description']}", "",
+                  "| system | median ms | min ms | max ms | irkit/peer |", "|---|---|---|---|---|"]
+        for name, r in row["systems"].items():
+            lines.append(f"| {name} | {1e3 * r['median']:.3f} | {1e3 * r['min']:.3f} | {1e3 * r['max']:.3f} | "
+                         f"{r['irkit_ratio']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke test)")
+    ap.add_argument("--only", help="comma-separated workload names")
+    ap.add_argument("--repeat", type=int, default=None, help="timed repeats per system")
+    ap.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"),
+                    help="where to write the markdown table ('-' for stdout only)")
+    args = ap.parse_args()
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 15
+    report = run(args)
+    text = markdown(report)
+    if args.output == "-":
+        print(text)
+        return
+    with open(args.output, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

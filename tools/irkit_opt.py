@@ -1,0 +1,180 @@
+"""`irkit-opt`: read IR, run a pass pipeline, print the result (like `mlir-opt`).
+
+    irkit-opt model.mlir -p 'canonicalize,cse,fuse'
+    irkit-opt model.mlir --pass-pipeline='builtin.module(default)' --print-ir-after-all
+    irkit-opt model.mlir -p default --emit=llvm
+    irkit-opt --list-passes
+
+Built on xDSL's `xDSLOptMain`: irkit's dialects and passes are registered on
+top of upstream xDSL's, irkit's own taking precedence on a shared name
+(`canonicalize`). `-p default` is the pipeline `ik.function` runs.
+A user error (bad input, unknown pass) prints `file:line:col: error: ...` or
+`error: ...` and exits 1; a failure inside a pass names the pass and exits 2.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO, Sequence
+
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import ParseError as XParseError
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from irkit.errors import IrkitError
+
+
+@dataclass(frozen=True)
+class _LLVMTarget:
+    """--emit=llvm: the loops level translated to LLVM IR (unoptimised)."""
+
+    name = "llvm"
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls()
+
+    def emit(self, ctx, module, output: IO[str]) -> None:
+        from irkit.backends import jit
+        from irkit.backends.llvm import Translator
+        output.write(str(Translator(jit.vector_isa()).translate(module).module))
+
+
+class IrkitOptMain(xDSLOptMain):
+    version_format = "irkit-opt (irkit {irkit_version}, xdsl {xdsl_version})"
+
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        from irkit.dialects.arith_ext import ARITH
+        from irkit.dialects.fused import IKF
+        from irkit.dialects.ik import IK
+        # irkit's arith is xDSL's plus arith.remf; it replaces xDSL's (not yet loaded) factory
+        self.ctx._registered_dialects["arith"] = lambda: ARITH
+        for d in (IK, IKF):
+            if d.name not in self.ctx.registered_dialect_names:
+                self.ctx.register_dialect(d.name, lambda d=d: d)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        from importlib.metadata import entry_points
+
+        from irkit.passes import PASSES
+        for name, factory in PASSES.items():
+            self.register_pass(name, factory)
+        for ep in entry_points(group="irkit.passes"):
+            self.register_pass(ep.name, lambda ep=ep: ep.load())
+
+    def register_all_targets(self) -> None:
+        super().register_all_targets()
+        self.available_targets["llvm"] = lambda: _LLVMTarget
+
+    def register_all_arguments(self, parser) -> None:
+        super().register_all_arguments(parser)
+        parser.add_argument("--pass-pipeline", dest="pass_pipeline", default=None,
+                            help="the pipeline, as 'a,b,c' or 'builtin.module(a,b,c)'")
+        parser.add_argument("--list-passes", action="store_true", help="list the passes and exit")
+        parser.add_argument("--print-ir-after-all", action="store_true",
+                            help="print the IR after each pass (to stderr)")
+        parser.add_argument("--print-ir-before-all", action="store_true",
+                            help="print the IR before each pass (to stderr)")
+        parser.add_argument("--emit", default=None, choices=["mlir", "llvm"],
+                            help="the output format (default: mlir)")
+        parser.add_argument("--timing", action="store_true", help="print each pass's wall time (to stderr)")
+
+    def setup_pipeline(self) -> None:
+        from irkit.pipeline import DEFAULT
+        a = self.args
+        spec = a.pass_pipeline if a.pass_pipeline is not None else a.passes
+        m = re.fullmatch(r"\s*builtin\.module\((.*)\)\s*", spec or "", re.S)
+        spec = m.group(1) if m else (spec or "")
+        spec = ",".join(",".join(DEFAULT) if p.strip() == "default" else p for p in _split(spec))
+        a.passes = spec
+        if a.emit:
+            a.target = a.emit
+        timings = self.timings = []
+        start = [time.perf_counter()]
+
+        def callback(prev: ModulePass | None, module, nxt: ModulePass | None) -> None:
+            now = time.perf_counter()
+            if prev is not None:
+                timings.append((prev.name, now - start[0]))
+                if not a.disable_verify:
+                    module.verify()
+                if a.print_ir_after_all:
+                    _dump(f"IR Dump After {prev.name}", module)
+            if nxt is not None and a.print_ir_before_all:
+                _dump(f"IR Dump Before {nxt.name}", module)
+            start[0] = time.perf_counter()
+
+        try:
+            self.pipeline = PassPipeline.parse_spec(self.available_passes, spec, callback)
+        except BaseException as e:  # xDSL's ArgSpecParseError is a BaseException
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            known = ", ".join(sorted(self.available_passes))
+            _fail(f"error: bad pass pipeline {spec!r}: {e}\n  known passes: {known}", 1)
+
+    def run(self) -> None:
+        if self.args.list_passes:
+            for name in sorted(self.available_passes):
+                cls = self.available_passes[name]()
+                doc = (cls.__doc__ or "").strip().splitlines()
+                print(f"{name:28s} {doc[0] if doc else ''}")
+            return
+        super().run()
+        if self.args.timing:
+            for name, seconds in self.timings:
+                print(f"{name:28s} {1e3 * seconds:9.2f} ms", file=sys.stderr)
+
+
+def _split(spec: str) -> list[str]:
+    """Split a pipeline at top-level commas (not inside {options})."""
+    parts, depth, cur = [], 0, ""
+    for ch in spec:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _dump(title: str, module) -> None:
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    print(f"// -----// {title} //----- //\n{out.getvalue()}\n", file=sys.stderr)
+
+
+def _fail(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        IrkitOptMain(description="irkit modular optimizer driver", args=argv).run()
+    except XParseError as e:
+        _fail(f"error: {e}", 1)
+    except IrkitError as e:
+        _fail(f"error: {e}", 1)
+    except ValueError as e:
+        _fail(f"error: {e}", 1)
+    except SystemExit:
+        raise
+    except Exception as e:  # a bug: say which pass and what
+        _fail(f"internal error: {type(e).__name__}: {e}", 2)
+
+
+if __name__ == "__main__":
+    main()
