@@ -50,7 +50,7 @@ def place(op: Operation) -> Operation:
     if _stack:
         point, _, rewriter = _stack[-1]
         if rewriter is not None:
-            rewriter.insert_op(op, point)
+            rewriter.insert(op, point)
         else:
             Rewriter.insert_op(op, point)
     return op
