@@ -567,9 +567,12 @@ class FunctionTranslator:
                 if v not in inside and v not in captured:
                     captured.append(v)
         fields: list[ir.Value] = []
-        for v in captured:
+        for v in captured:  # constants are not passed: the outlined body sees them as constants
             x = self.v(v)
-            fields.extend([x.ptr, *x.dims] if isinstance(x, Desc) else [x])
+            if isinstance(x, Desc):
+                fields.extend([x.ptr, *[d for d in x.dims if not isinstance(d, ir.Constant)]])
+            elif not isinstance(x, ir.Constant):
+                fields.append(x)
         ctx_type = ir.LiteralStructType([f.type for f in fields])
         ctx = self.entry_builder.alloca(ctx_type)
         for k, f in enumerate(fields):
@@ -626,9 +629,10 @@ class FunctionTranslator:
                 return val
             if isinstance(x, Desc):
                 ptr = load(PTR)
-                dims = [load(I64) for _ in x.dims]
-                sub.env[v] = Desc(ptr, [d if isinstance(d, ir.Constant) else n for d, n in zip(x.dims, dims)],
-                                  x.elt)
+                dims = [d if isinstance(d, ir.Constant) else load(I64) for d in x.dims]
+                sub.env[v] = Desc(ptr, dims, x.elt)
+            elif isinstance(x, ir.Constant):
+                sub.env[v] = x
             else:
                 sub.env[v] = load(x.type)
         step = self.v(op.step[0])

@@ -25,7 +25,7 @@ class Config:
         self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
         # Elements a kernel must touch before it is split across threads: a
         # fork/join costs about 60 us, so only work of a millisecond or more pays.
-        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 20)))
+        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 22)))
 
     @property
     def floatX(self) -> str:

@@ -165,6 +165,8 @@ class KernelEmitter:
         try:
             if v in self.inputs:
                 out = self.emit(memref.LoadOp.get(self.inputs[v], idx))
+            elif (acc := self._accumulated(v, idx)) is not None:
+                out = acc
             else:
                 op = v.owner
                 if not hasattr(op, "emit_element"):
@@ -228,6 +230,10 @@ class KernelEmitter:
         return self._level(list(extents), 0, [], list(inits), body, parallel)
 
     def _level(self, extents, k, ivs, accs, body, parallel=False):
+        if isinstance(extents[k], int) and extents[k] == 1:  # no loop for a dim of size 1
+            if k + 1 == len(extents):
+                return list(body(ivs + [self.index(0)], accs))
+            return self._level(extents, k + 1, ivs + [self.index(0)], accs, body, parallel)
         depth = self.cursor
         block = Block(arg_types=[INDEX, *[a.type for a in accs]])
         if parallel and k == 0 and not accs:
@@ -315,14 +321,94 @@ class KernelEmitter:
                         break
                 else:
                     groups.append((self._dims[v], [(v, out)]))
+        column = self._column_reduction()
         for dims, members in groups:
+            if column is not None and members[0][0] is yielded[0]:
+                self._accumulate(column)
+
             def body(ivs, _accs, members=members):
                 for v, out in members:
                     x = self.at(v, ivs)
                     self.emit(memref.StoreOp.get(x, out, ivs))
                 return []
             self.loop_nest(dims, [], body, parallel=True)
+        if column is not None:
+            for buf in self._acc_buffers:
+                self.emit_at(0, memref.DeallocOp.get(buf))
         Rewriter.erase_op(self.kernel)
+
+    # -- reductions over leading axes -------------------------------------------------------
+    def _column_reduction(self) -> I.ReduceOp | None:
+        """The kernel's reduction when it reduces leading axes only (a column sum, the bias
+        gradient of a layer): computing it an output element at a time would read the input
+        with a stride, so it is accumulated in row order into a buffer instead."""
+        yielded = list(self.kernel.yield_op.values)
+        reductions = [op for op in self.kernel.body.block.ops if isinstance(op, I.ReduceOp)]
+        if len(yielded) != 1 or len(reductions) != 1 or self.linear:
+            return None
+        red = reductions[0]
+        rank = len(red.x.type.get_shape())
+        axes = red.params.axes
+        if rank < 2 or not axes or rank - 1 in axes:
+            return None
+        if red.result.type.get_shape() != yielded[0].type.get_shape():
+            return None
+        return red
+
+    def _accumulate(self, red: I.ReduceOp) -> None:
+        """acc = init; for each input element in row order: acc[out index] = combine(...);
+        then the reduction's value at an output index is its accumulator, finalised."""
+        from xdsl.dialects.builtin import MemRefType
+        p = red.params
+        xdt = dtype_of(red.x.type)
+        acc_dt = red.accumulator_dtype(xdt)
+        out_dims = self._dims[red.result]
+        saved, self.cursor = self.cursor, 0
+        inits = red.initial(self, acc_dt)
+        self.cursor = saved
+        bufs = []
+        for v in inits:
+            mtype = MemRefType(v.type, [d if isinstance(d, int) else -(1 << 63) for d in out_dims])
+            dyn = [self.as_index(d) for d in out_dims if not isinstance(d, int)]
+            bufs.append(self.emit_at(0, memref.AllocOp(dyn, [], mtype, IntegerAttr(64, 64))))
+        self._acc_buffers = bufs
+
+        def init(ivs, _):
+            for buf, v in zip(bufs, inits):
+                self.emit(memref.StoreOp.get(v, buf, ivs))
+            return []
+        self.loop_nest(out_dims, [], init)
+        xdims = self._dims[red.x]
+        extents = [xdims[a] for a in p.axes]
+
+        def acc_index(ivs):
+            out = []
+            for k, iv in enumerate(ivs):
+                if k in p.axes:
+                    if p.keepdims:
+                        out.append(self.index(0))
+                else:
+                    out.append(iv)
+            return out
+
+        def step(ivs, _):
+            aidx = acc_index(ivs)
+            accs = [self.emit(memref.LoadOp.get(b, aidx)) for b in bufs]
+            x = S.convert(self, self.at(red.x, ivs), xdt, acc_dt)
+            new = red.combine(self, accs, x, [ivs[a] for a in p.axes], extents, acc_dt)
+            for b, v in zip(bufs, new):
+                self.emit(memref.StoreOp.get(v, b, aidx))
+            return []
+        self.loop_nest(xdims, [], step)
+        self._column = (red, bufs[0], acc_dt)
+
+    def _accumulated(self, v: SSAValue, idx) -> SSAValue | None:
+        column = getattr(self, "_column", None)
+        if column is None or v is not column[0].result:
+            return None
+        red, buf, acc_dt = column
+        x = self.emit(memref.LoadOp.get(buf, list(idx)))
+        return S.convert(self, x, red.final_dtype(acc_dt), dtype_of(red.result.type))
 
 
 def _same_dims(a: list, b: list) -> bool:
