@@ -87,11 +87,50 @@ def chain(dtype: str) -> Callable[[bool], dict]:
     return make
 
 
+def compile_graph(n_ops: int) -> Callable[[bool], dict]:
+    """Compile time of an elementwise graph of n_ops ops (random DAG over two inputs)."""
+    def make(quick: bool) -> dict:
+        import random
+        rng = random.Random(0)
+        x, y = ik.vector("x", dtype="float32"), ik.vector("y", dtype="float32")
+        pool = [x, y]
+        ops = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b,
+               lambda a, b: ik.maximum(a, b), lambda a, b: ik.tanh(a) + b, lambda a, b: ik.exp(-a * a) * b]
+        while len(pool) < n_ops + 2:
+            pool.append(rng.choice(ops)(rng.choice(pool[-10:]), rng.choice(pool)))
+        out = pool[-1]
+        data = [np.linspace(-1, 1, 1000, dtype=np.float32), np.linspace(1, 2, 1000, dtype=np.float32)]
+        f = ik.function([x, y], out)
+        want = _numpy_eval(pool, data)
+        return {"irkit": lambda: ik.function([x, y], out), "check": (lambda: f(*data), want, 1e-4)}
+    return make
+
+
+def _numpy_eval(pool, data):
+    """Evaluate the graph of pool[-1] with each op's numpy reference (via constant folding)."""
+    from irkit.function import build_module
+    from irkit.dialects.ik.base import IkOp
+    inputs = pool[:2]
+    module, _ = build_module(inputs, [pool[-1]], {})
+    env = {}
+    fn = next(iter(module.ops))
+    for arg, value in zip(fn.body.block.args, data):
+        env[arg] = value
+    for op in fn.body.block.ops:
+        if isinstance(op, IkOp):
+            outs = op.evaluate(op.params, *[env[v] for v in op.operands])
+            env.update(zip(op.results, outs))
+        else:
+            return env[op.operands[0]]
+
+
 WORKLOADS = [
     Workload("add_one", "y = x + 1, float32 (10M; 1M with --quick)", add_one),
     Workload("copy", "a copy of float32 (irkit: the identity function); numpy: np.copyto", copy),
     Workload("chain_f32", "exp(-x*x)*sin(x) + tanh(0.5*x)/(1+x*x), float32", chain("float32")),
     Workload("chain_f64", "the same chain, float64", chain("float64")),
+    Workload("compile_300", "compile time of a 300-op elementwise graph (in a warm process)",
+             compile_graph(300)),
 ]
 
 
@@ -133,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
                              f"(max abs diff {np.max(np.abs(got - want))})")
         row = {"name": w.name, "description": w.description, "systems": {}}
         for name, fn in systems.items():
-            times = timeit(fn, args.repeat)
+            times = timeit(fn, min(args.repeat, 5) if w.name.startswith("compile") else args.repeat)
             row["systems"][name] = {"median": statistics.median(times), "min": min(times), "max": max(times)}
         base = row["systems"]["irkit"]["median"]
         for name, r in row["systems"].items():

@@ -312,7 +312,7 @@ class Function:
         if getattr(self._local, "busy", False):
             raise CompileError(f"{self.name}: the native entry rejected arguments the slow path prepared")
         converted = [self._convert(k, a) for k, a in enumerate(args[:n])]
-        converted += [np.asarray(a, order="C") for a in args[n:]]
+        converted += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
         self._local.busy = True
         try:
             return self._native.call(*converted)
@@ -350,7 +350,8 @@ class Function:
             if s is not None and s != got:
                 raise ShapeError(f"{label} expects shape {format_shape(shape)}, got {arr.shape} "
                                  f"(dim {j} is {got}, not {s})")
-        return np.asarray(arr, dtype=dt.newbyteorder("="), order="C")
+        # what the native entry takes: C-contiguous, aligned, native byte order
+        return np.require(arr, dtype=dt.newbyteorder("="), requirements=["C_CONTIGUOUS", "ALIGNED"])
 
     def _convert_python(self, label: str, value, dt: np.dtype) -> np.ndarray:
         if dt.kind == "b" and not isinstance(value, bool):
