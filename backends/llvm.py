@@ -504,7 +504,7 @@ class FunctionTranslator:
             dims = []
             for group in op.reassociation.data:
                 n = I64(1)
-                for k in group.get_values():
+                for k in (e.value.data for e in group.data):
                     n = self.b.mul(n, src.dims[k])
                 dims.append(n)
         else:

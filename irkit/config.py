@@ -15,7 +15,7 @@ _FLOATS = ("float32", "float64")
 class Config:
     """Global settings. `floatX` is the default float dtype of new variables and constants."""
 
-    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold")
+    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify")
 
     def __init__(self) -> None:
         self._floatX = os.environ.get("IRKIT_FLOATX", "float64")
@@ -23,6 +23,7 @@ class Config:
             raise ValueError(f"IRKIT_FLOATX must be one of {_FLOATS}, not {self._floatX!r}")
         self._num_threads = int(os.environ.get("IRKIT_NUM_THREADS", str(min(os.cpu_count() or 1, 8))))
         self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
+        self._verify = os.environ.get("IRKIT_VERIFY", "") not in ("", "0")
         # Elements a kernel must touch before it is split across threads: a
         # fork/join costs about 60 us, so only work of a millisecond or more pays.
         self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 22)))
@@ -58,6 +59,15 @@ class Config:
         self._debug = bool(value)
 
     @property
+    def verify(self) -> bool:
+        """When true, ik.function verifies the IR after every pass (slower; for tests)."""
+        return self._verify
+
+    @verify.setter
+    def verify(self, value: bool) -> None:
+        self._verify = bool(value)
+
+    @property
     def parallel_threshold(self) -> int:
         return self._parallel_threshold
 
@@ -69,7 +79,7 @@ class Config:
 
     def __repr__(self) -> str:
         return (f"Config(floatX={self.floatX!r}, num_threads={self.num_threads}, "
-                f"debug={self.debug}, parallel_threshold={self.parallel_threshold})")
+                f"debug={self.debug}, verify={self.verify}, parallel_threshold={self.parallel_threshold})")
 
 
 config = Config()

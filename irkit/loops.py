@@ -86,6 +86,39 @@ class Cursor:
         return level(self, 0, [], list(inits))
 
 
+def reassociation(groups: Sequence[Sequence[int]]):
+    """memref.collapse_shape/expand_shape's `reassociation`: [[0, 1], [2]] as MLIR has it."""
+    from xdsl.dialects.builtin import ArrayAttr, i64
+    return ArrayAttr([ArrayAttr([IntegerAttr(k, i64) for k in g]) for g in groups])
+
+
+def flatten(cursor, m: SSAValue) -> SSAValue:
+    """A contiguous memref seen as 1-d (no copy)."""
+    t = m.type
+    shape = t.get_shape()
+    if len(shape) == 1:
+        return m
+    n = 1
+    for s in shape:
+        n = n * s if s >= 0 and n >= 0 else -(1 << 63)
+    return cursor.emit(memref.CollapseShapeOp.build(
+        operands=[m], result_types=[MemRefType(t.element_type, [n])],
+        properties={"reassociation": reassociation([list(range(len(shape)))])}))
+
+
+def unflatten(cursor, flat: SSAValue, mtype: MemRefType, dims: Sequence) -> SSAValue:
+    """A 1-d contiguous memref seen with the shape `dims` of type `mtype` (no copy)."""
+    from xdsl.dialects.builtin import DenseArrayBase, i64
+    if len(mtype.get_shape()) == 1:
+        return flat if flat.type == mtype else cursor.emit(memref.CastOp.get(flat, mtype))
+    static = [d if isinstance(d, int) else -(1 << 63) for d in dims]
+    dynamic = [d for d in dims if not isinstance(d, int)]
+    return cursor.emit(memref.ExpandShapeOp.build(
+        operands=[flat, dynamic], result_types=[mtype],
+        properties={"reassociation": reassociation([list(range(len(dims)))]),
+                    "static_output_shape": DenseArrayBase.from_list(i64, static)}))
+
+
 class IRDims(DimAlgebra):
     """Dims as `int` or index SSA values; arithmetic becomes arith ops at a cursor."""
 

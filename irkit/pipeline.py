@@ -55,6 +55,8 @@ def run_passes(module: ModuleOp, names: Sequence[str], ctx: Context | None = Non
         t0 = time.perf_counter()
         try:
             p.apply(ctx, module)
+            if config.verify:
+                module.verify()
         except IrkitError:
             raise
         except Exception as e:

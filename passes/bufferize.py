@@ -44,7 +44,7 @@ from irkit.dialects.ik.base import IkOp, describe
 from irkit.dialects.ik.index import parse_spec, split_index, window
 from irkit.dialects.ik.elementwise import ElementwiseOp
 from irkit.errors import CompileError
-from irkit.loops import INDEX, Cursor, IRDims
+from irkit.loops import INDEX, Cursor, IRDims, flatten, unflatten
 from irkit.types import dtype_of
 
 def memref_of(t: TensorType) -> MemRefType:
@@ -282,23 +282,7 @@ class Bufferizer:
             self.cur.emit(memref.StoreOp.get(v, out.memref, zeros_r))
             self.buf[result] = out
             return
-        flat = src.memref
-        if sr != 1:
-            total = self.d.product(src.dims)
-            flat_t = MemRefType(rt.element_type, [total if isinstance(total, int) else -(1 << 63)])
-            flat = self.cur.emit(memref.CollapseShapeOp.build(
-                operands=[src.memref], result_types=[flat_t],
-                properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(sr)))])}))
-        view = flat
-        if rr != 1:
-            static = [d if isinstance(d, int) else -(1 << 63) for d in dims]
-            dyn = [d for d in dims if not isinstance(d, int)]
-            view = self.cur.emit(memref.ExpandShapeOp.build(
-                operands=[flat, dyn], result_types=[rt],
-                properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(rr)))]),
-                            "static_output_shape": DenseArrayBase.from_list(i64, static)}))
-        elif sr == 1:
-            view = src.memref if src.memref.type == rt else self.cur.emit(memref.CastOp.get(src.memref, rt))
+        view = unflatten(self.cur, flatten(self.cur, src.memref), rt, dims)
         self.buf[result] = Buf(view, list(dims), src.root)
 
     def transpose_view(self, op: I.TransposeOp) -> None:
@@ -515,17 +499,10 @@ class Bufferizer:
         self.cur.loop_nest(dims, [], body)
 
     def _flat(self, b: Buf) -> SSAValue:
-        t = b.memref.type
-        rank = len(t.get_shape())
-        flat_t = MemRefType(t.element_type, [-(1 << 63)])
-        if rank == 1:
-            return b.memref if t == flat_t else self.cur.emit(memref.CastOp.get(b.memref, flat_t))
-        collapsed = self.cur.emit(memref.CollapseShapeOp.build(
-            operands=[b.memref], result_types=[MemRefType(t.element_type, [_static_product(t)])],
-            properties={"reassociation": builtin.ArrayAttr([DenseArrayBase.from_list(i64, list(range(rank)))])}))
-        if collapsed.type == flat_t:
-            return collapsed
-        return self.cur.emit(memref.CastOp.get(collapsed, flat_t))
+        """The buffer as memref<?xT>, the type the BLAS call takes."""
+        flat = flatten(self.cur, b.memref)
+        flat_t = MemRefType(flat.type.element_type, [-(1 << 63)])
+        return flat if flat.type == flat_t else self.cur.emit(memref.CastOp.get(flat, flat_t))
 
     def _declare(self, name: str, arg_types: list) -> None:
         for o in self.module.ops:

@@ -292,14 +292,8 @@ class KernelEmitter:
         return True
 
     def _flatten(self, m: SSAValue) -> SSAValue:
-        from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, MemRefType
-        t = m.type
-        n = 1
-        for s in t.get_shape():
-            n = n * s if s >= 0 and n >= 0 else -(1 << 63)
-        return self.emit_at(0, memref.CollapseShapeOp.build(
-            operands=[m], result_types=[MemRefType(t.element_type, [n])],
-            properties={"reassociation": ArrayAttr([DenseArrayBase.from_list(i64, list(range(len(t.get_shape()))))])}))
+        from irkit.loops import flatten
+        return flatten(_AtDepth(self, 0), m)
 
     def run(self) -> None:
         yielded = list(self.kernel.yield_op.values)

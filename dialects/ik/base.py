@@ -35,13 +35,16 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, SSAValue
-from xdsl.irdl import IRDLOperation, ParsePropInAttrDict, traits_def
+from xdsl.irdl import IRDLOperation, ParsePropInAttrDict, opt_prop_def, traits_def
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from irkit.errors import IrkitError, ShapeError, SourceLoc
 from irkit.shapes import DimAlgebra, StaticDims
 from irkit.types import dtype_of, format_type, static_shape, tensor_type
+
+
+_PARAM_CONSTRAINT = {tuple: DenseArrayBase, bool: UnitAttr, int: IntegerAttr, float: FloatAttr, str: StringAttr}
 
 
 class Params:
@@ -126,6 +129,14 @@ class IkOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "operands attr-dict `:` functional-type(operands, results)"
     traits = traits_def(Pure())
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Declare each entry of PARAMS as an optional property (absent = the default), so
+        that the op prints, parses and verifies with them."""
+        super().__init_subclass__(**kwargs)
+        for name, default in cls.__dict__.get("PARAMS", {}).items():
+            if name not in cls.__dict__:
+                setattr(cls, name, opt_prop_def(_PARAM_CONSTRAINT[type(default)]))
 
     # -- rules ---------------------------------------------------------------
     @classmethod
