@@ -255,7 +255,11 @@ class Bufferizer:
             out = self.alloc(op.result.type, dims)
             v = op.splat_value() if op.result.type.get_shape() else op.array()[()]
             x = S.constant(self.cur, v, dtype_of(op.result.type))
-            self.cur.loop_nest(dims, [], lambda c, ivs, _: (c.emit(memref.StoreOp.get(x, out.memref, ivs)), [])[1])
+
+            def fill(c: Cursor, ivs, _):
+                c.emit(memref.StoreOp.get(x, out.memref, ivs))
+                return []
+            self.cur.loop_nest(dims, [], fill)
             self.buf[op.result] = out
             return
         mtype = memref_of(op.result.type)
