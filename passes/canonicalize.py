@@ -90,10 +90,20 @@ def pow_const(op):
         return K.sqrt(var(op.lhs))
 
 
+def exact_cast(src: np.dtype, dst: np.dtype) -> bool:
+    """Whether every value of src is exactly a value of dst (numpy's "safe" says yes to
+    int64 -> float64, which rounds above 2**53)."""
+    if not np.can_cast(src, dst, "safe"):
+        return False
+    if src.kind in "iu" and dst.kind == "f":
+        return np.finfo(dst).nmant + 1 >= src.itemsize * 8 - (src.kind == "i")
+    return True
+
+
 def cast_cast(op):
     """cast(cast(x, t1), t2) -> cast(x, t2) when x -> t1 loses nothing."""
     inner = owner(op.x, I.CastOp)
-    if inner is not None and np.can_cast(dtype_of(inner.x.type), dtype_of(inner.result.type), "safe"):
+    if inner is not None and exact_cast(dtype_of(inner.x.type), dtype_of(inner.result.type)):
         return K.cast(var(inner.x), dtype_of(op.result.type))
     if dtype_of(op.x.type) == dtype_of(op.result.type):
         return op.x

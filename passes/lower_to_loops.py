@@ -1,4 +1,6 @@
-"""`lower-to-loops`: each buffer-form `ikf.kernel` becomes `scf.for` loops.
+"""`lower-to-loops`: each buffer-form `ikf.kernel` becomes loops: an `scf.parallel`
+over the output's first axis (its iterations write disjoint elements, so the
+backend may split it across threads) with `scf.for` loops inside.
 
 The kernel's output is computed one element at a time: a loop nest over the
 output's shape, and in its body the yielded value "at" the loop's index. Each

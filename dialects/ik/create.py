@@ -47,8 +47,36 @@ class ConstantOp(IkOp):
     name = "ik.constant"
     value = prop_def(DenseIntOrFPElementsAttr)
     result = result_def(TensorType)
-    assembly_format = "attr-dict `:` type($result)"
+    assembly_format = None  # printed as `ik.constant dense<...> : tensor<...>` (see print/parse)
     FUSIBLE: ClassVar = True
+
+    def print(self, printer) -> None:
+        printer.print_string(" ")
+        if self.attributes:
+            printer.print_op_attributes(self.attributes)
+            printer.print_string(" ")
+        data = np.frombuffer(self.value.data.data, dtype=dtype_of(self.result.type))
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            # xDSL reads hex floats inside dense<[...]> as integers: use MLIR's hex-string form
+            printer.print_string(f'dense<"0x{self.value.data.data.hex().upper()}"> : ')
+            printer.print_attribute(self.result.type)
+        else:
+            printer.print_attribute(self.value)
+
+    @classmethod
+    def parse(cls, parser) -> "ConstantOp":
+        attrs = parser.parse_optional_attr_dict()
+        if "value" in attrs:  # the generic-looking form {value = dense<...>} : type
+            value = attrs.pop("value")
+            parser.parse_punctuation(":")
+            parser.parse_type()
+        else:
+            value = parser.parse_attribute()
+        if not isinstance(value, DenseIntOrFPElementsAttr):
+            parser.raise_error(f"ik.constant expects a dense<...> value, got {value}")
+        op = cls.create(result_types=[value.type], properties={"value": value})
+        op.attributes.update(attrs)
+        return op
 
     @classmethod
     def from_array(cls, a: np.ndarray, loc=None) -> "ConstantOp":

@@ -9,7 +9,7 @@ builtin.module {
 
   // CHECK-LABEL: func.func @fold_add(
   // CHECK-NOT:     ik.add
-  // CHECK:         %[[R:.*]] = ik.constant {value = dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>} : tensor<3xf32>
+  // CHECK:         %[[R:.*]] = ik.constant dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>
   // CHECK-NEXT:    func.return %[[R]] : tensor<3xf32>
   // 3 elements > max-elements=2: not folded
   // SMALL-LABEL: func.func @fold_add(
@@ -17,11 +17,11 @@ builtin.module {
   // SMALL-NEXT:    func.return %[[R]]
   // dce removes the constants that folding left unused
   // DCE-LABEL:   func.func @fold_add(
-  // DCE-NEXT:      %[[R:.*]] = ik.constant {value = dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>} : tensor<3xf32>
+  // DCE-NEXT:      %[[R:.*]] = ik.constant dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>
   // DCE-NEXT:      func.return %[[R]] : tensor<3xf32>
   func.func @fold_add() -> tensor<3xf32> {
-    %a = ik.constant {value = dense<[0.000000e+00, 1.000000e+00, 2.000000e+00]> : tensor<3xf32>} : tensor<3xf32>
-    %one = ik.constant {value = dense<1.000000e+00> : tensor<f32>} : tensor<f32>
+    %a = ik.constant dense<[0.000000e+00, 1.000000e+00, 2.000000e+00]> : tensor<3xf32>
+    %one = ik.constant dense<1.000000e+00> : tensor<f32>
     %0 = ik.add %a, %one : (tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
     func.return %0 : tensor<3xf32>
   }
@@ -31,12 +31,12 @@ builtin.module {
   // CHECK-NOT:     ik.exp
   // CHECK-NOT:     ik.log
   // CHECK-NOT:     ik.mul
-  // CHECK:         %[[R:.*]] = ik.constant {value = dense<4.000000e+00> : tensor<f64>} : tensor<f64>
+  // CHECK:         %[[R:.*]] = ik.constant dense<4.000000e+00> : tensor<f64>
   // CHECK-NEXT:    func.return %[[R]] : tensor<f64>
   // SMALL-LABEL: func.func @fold_chain(
-  // SMALL:         ik.constant {value = dense<4.000000e+00> : tensor<f64>}
+  // SMALL:         ik.constant dense<4.000000e+00> : tensor<f64>
   func.func @fold_chain() -> tensor<f64> {
-    %two = ik.constant {value = dense<2.000000e+00> : tensor<f64>} : tensor<f64>
+    %two = ik.constant dense<2.000000e+00> : tensor<f64>
     %0 = ik.exp %two : (tensor<f64>) -> tensor<f64>
     %1 = ik.log %0 : (tensor<f64>) -> tensor<f64>
     %2 = ik.mul %1, %two : (tensor<f64>, tensor<f64>) -> tensor<f64>
@@ -47,12 +47,12 @@ builtin.module {
   // CHECK-LABEL: func.func @fold_int(
   // CHECK-NOT:     ik.floordiv
   // CHECK-NOT:     ik.gt
-  // CHECK-DAG:     %[[Q:.*]] = ik.constant {value = dense<[3, -4, 4]> : tensor<3xi64>} : tensor<3xi64>
-  // CHECK-DAG:     %[[C:.*]] = ik.constant {value = dense<[true, false, true]> : tensor<3xi1>} : tensor<3xi1>
+  // CHECK-DAG:     %[[Q:.*]] = ik.constant dense<[3, -4, 4]> : tensor<3xi64>
+  // CHECK-DAG:     %[[C:.*]] = ik.constant dense<[true, false, true]> : tensor<3xi1>
   // CHECK:         func.return %[[Q]], %[[C]] : tensor<3xi64>, tensor<3xi1>
   func.func @fold_int() -> (tensor<3xi64>, tensor<3xi1>) {
-    %a = ik.constant {value = dense<[7, -7, 8]> : tensor<3xi64>} : tensor<3xi64>
-    %b = ik.constant {value = dense<2> : tensor<i64>} : tensor<i64>
+    %a = ik.constant dense<[7, -7, 8]> : tensor<3xi64>
+    %b = ik.constant dense<2> : tensor<i64>
     %0 = ik.floordiv %a, %b : (tensor<3xi64>, tensor<i64>) -> tensor<3xi64>
     %1 = ik.gt %a, %b : (tensor<3xi64>, tensor<i64>) -> tensor<3xi1>
     func.return %0, %1 : tensor<3xi64>, tensor<3xi1>
@@ -63,15 +63,15 @@ builtin.module {
   // CHECK-NOT:     ik.sum
   // CHECK-NOT:     ik.transpose
   // CHECK-NOT:     ik.matmul
-  // CHECK-DAG:     %[[S:.*]] = ik.constant {value = dense<[6.000000e+00, 1.500000e+01]> : tensor<2xf32>} : tensor<2xf32>
-  // CHECK-DAG:     %[[M:.*]] = ik.constant {value = dense<{{\[}}[1.400000e+01, 3.200000e+01], [3.200000e+01, 7.700000e+01]]> : tensor<2x2xf32>} : tensor<2x2xf32>
+  // CHECK-DAG:     %[[S:.*]] = ik.constant dense<[6.000000e+00, 1.500000e+01]> : tensor<2xf32>
+  // CHECK-DAG:     %[[M:.*]] = ik.constant dense<{{\[}}[1.400000e+01, 3.200000e+01], [3.200000e+01, 7.700000e+01]]> : tensor<2x2xf32>
   // CHECK:         func.return %[[S]], %[[M]] : tensor<2xf32>, tensor<2x2xf32>
   // SMALL-LABEL: func.func @fold_reduce_matmul(
-  // SMALL:         %[[S:.*]] = ik.constant {value = dense<[6.000000e+00, 1.500000e+01]> : tensor<2xf32>}
+  // SMALL:         %[[S:.*]] = ik.constant dense<[6.000000e+00, 1.500000e+01]> : tensor<2xf32>
   // SMALL:         ik.transpose
   // SMALL:         ik.matmul
   func.func @fold_reduce_matmul() -> (tensor<2xf32>, tensor<2x2xf32>) {
-    %a = ik.constant {value = dense<[[1.000000e+00, 2.000000e+00, 3.000000e+00], [4.000000e+00, 5.000000e+00, 6.000000e+00]]> : tensor<2x3xf32>} : tensor<2x3xf32>
+    %a = ik.constant dense<[[1.000000e+00, 2.000000e+00, 3.000000e+00], [4.000000e+00, 5.000000e+00, 6.000000e+00]]> : tensor<2x3xf32>
     %0 = ik.sum %a {axes = array<i64: 1>} : (tensor<2x3xf32>) -> tensor<2xf32>
     %t = ik.transpose %a {perm = array<i64: 1, 0>} : (tensor<2x3xf32>) -> tensor<3x2xf32>
     %1 = ik.matmul %a, %t : (tensor<2x3xf32>, tensor<3x2xf32>) -> tensor<2x2xf32>
@@ -85,9 +85,9 @@ builtin.module {
   // CHECK-NEXT:    func.return %[[R]]
   // CHECK-NOT:     tensor<300x300xf64>} : tensor<300x300xf64>
   func.func @big_not_folded() -> tensor<300x300xf64> {
-    %z = ik.constant {value = dense<0.000000e+00> : tensor<f64>} : tensor<f64>
+    %z = ik.constant dense<0.000000e+00> : tensor<f64>
     %0 = ik.fill %z {shape = array<i64: 300, 300>} : (tensor<f64>) -> tensor<300x300xf64>
-    %one = ik.constant {value = dense<1.000000e+00> : tensor<f64>} : tensor<f64>
+    %one = ik.constant dense<1.000000e+00> : tensor<f64>
     %1 = ik.add %0, %one : (tensor<300x300xf64>, tensor<f64>) -> tensor<300x300xf64>
     func.return %1 : tensor<300x300xf64>
   }
@@ -95,11 +95,11 @@ builtin.module {
   // only the constant part of an expression folds
   // CHECK-LABEL: func.func @partial(
   // CHECK-NOT:     ik.sqrt
-  // CHECK:         %[[C:.*]] = ik.constant {value = dense<1.41421354> : tensor<f32>} : tensor<f32>
+  // CHECK:         %[[C:.*]] = ik.constant dense<1.41421354> : tensor<f32>
   // CHECK-NEXT:    %[[R:.*]] = ik.mul %x, %[[C]] : (tensor<?xf32>, tensor<f32>) -> tensor<?xf32>
   // CHECK-NEXT:    func.return %[[R]]
   func.func @partial(%x: tensor<?xf32>) -> tensor<?xf32> {
-    %two = ik.constant {value = dense<2.000000e+00> : tensor<f32>} : tensor<f32>
+    %two = ik.constant dense<2.000000e+00> : tensor<f32>
     %0 = ik.sqrt %two : (tensor<f32>) -> tensor<f32>
     %1 = ik.mul %x, %0 : (tensor<?xf32>, tensor<f32>) -> tensor<?xf32>
     func.return %1 : tensor<?xf32>
