@@ -153,6 +153,11 @@ class IRDims(DimAlgebra):
     def _dyn(self, kind: str, a: object, b: object) -> object:
         if kind in self._CMP:
             return self.cursor.emit(arith.CmpiOp(self._as(a), self._as(b), self._CMP[kind]))
+        if kind in ("floordiv", "ceildiv") and not (isinstance(b, int) and b != 0):
+            # a size divided by a size that may be 0 (reshape's -1 next to a 0): the division
+            # must not trap; the rule's own check reports the bad shape
+            zero = self.cursor.emit(arith.CmpiOp(self._as(b), self._as(0), "eq"))
+            b = self.cursor.emit(arith.SelectOp(zero, self._as(1), self._as(b)))
         return self.cursor.emit(self._ARITH[kind](self._as(a), self._as(b)))
 
     def _select(self, cond: object, a: object, b: object) -> object:
