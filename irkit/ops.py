@@ -192,12 +192,37 @@ arctan2 = _binary(I.Arctan2Op)
 bitwise_and = logical_and = _binary(I.AndOp)
 bitwise_or = logical_or = _binary(I.OrOp)
 bitwise_xor = logical_xor = _binary(I.XorOp)
-eq = equal = _binary(I.EqOp)
-ne = not_equal = _binary(I.NeOp)
-lt = less = _binary(I.LtOp)
-le = less_equal = _binary(I.LeOp)
-gt = greater = _binary(I.GtOp)
-ge = greater_equal = _binary(I.GeOp)
+
+# x OP v for a Python int v outside the range of x's integer dtype: numpy 2 compares exactly
+# instead of raising, so the answer is known: (answer when v > max, answer when v < min).
+_OUT_OF_RANGE = {"eq": (False, False), "ne": (True, True), "lt": (True, False), "le": (True, False),
+                 "gt": (False, True), "ge": (False, True)}
+_MIRROR = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
+
+
+def _comparison(cls):
+    opname = cls.name.split(".")[1]
+
+    def fn(a: Any, b: Any) -> Variable:
+        for x, v, op in ((a, b, opname), (b, a, _MIRROR[opname])):  # x op v
+            if isinstance(x, Variable) and x.dtype.kind in "iu" and _is_py_scalar(v) \
+                    and isinstance(v, int) and not isinstance(v, bool):
+                info = np.iinfo(x.dtype)
+                if not info.min <= v <= info.max:
+                    above, below = _OUT_OF_RANGE[op]
+                    return full_like(x, above if v > info.max else below, "bool")
+        return _emit(cls, _lift_pair(a, b))
+    fn.__name__ = opname
+    fn.__doc__ = cls.__doc__
+    return fn
+
+
+eq = equal = _comparison(I.EqOp)
+ne = not_equal = _comparison(I.NeOp)
+lt = less = _comparison(I.LtOp)
+le = less_equal = _comparison(I.LeOp)
+gt = greater = _comparison(I.GtOp)
+ge = greater_equal = _comparison(I.GeOp)
 
 
 def where(cond: Any, a: Any, b: Any) -> Variable:
@@ -268,8 +293,9 @@ def flatten(x: Any, ndim: int = 1) -> Variable:
     x = as_variable(x)
     if not 1 <= ndim <= builtins.max(x.ndim, 1):
         raise ShapeError(f"flatten: ndim={ndim} must be between 1 and {x.ndim}")
-    keep = list(x.shape[:ndim - 1])
-    return reshape(x, keep + [-1])
+    shape = x.shape
+    # the flattened size explicitly, not -1: inferring next to a size-0 dim is an error in numpy
+    return reshape(x, list(shape[:ndim - 1]) + [prod_dims(shape[ndim - 1:])])
 
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Variable:
@@ -404,22 +430,22 @@ def _mean_dtype(x: Variable) -> np.dtype:
 
 
 def mean(x: Any, axis=None, keepdims: bool = False) -> Variable:
-    """Arithmetic mean over axes (float64 for integer input, as numpy)."""
+    """Arithmetic mean over axes (integers sum in float64, as numpy: no overflow)."""
     x = as_variable(x)
     axes = normalize_axes(axis, x.ndim)
     dt = _mean_dtype(x)
-    total = sum(x, axes, keepdims)
-    return cast(total, dt) / cast(_count(x, axes), dt)
+    total = sum(cast(x, dt), axes, keepdims)
+    return total / cast(_count(x, axes), dt)
 
 
 def var(x: Any, axis=None, keepdims: bool = False, ddof: int = 0) -> Variable:
-    """Variance over axes: mean((x - mean(x))**2) with n - ddof in the denominator."""
+    """Variance over axes: mean((x - mean(x))**2) with max(n - ddof, 0) in the denominator."""
     x = as_variable(x)
     axes = normalize_axes(axis, x.ndim)
     dt = _mean_dtype(x)
     xc = cast(x, dt)
     d = xc - mean(xc, axes, keepdims=True)
-    n = _count(x, axes) - ddof
+    n = maximum(_count(x, axes) - ddof, 0)  # numpy: ddof >= n divides by 0
     return sum(d * d, axes, keepdims) / cast(n, dt)
 
 
@@ -615,6 +641,20 @@ def _check_static_index(i: int, n: int | None, axis: int) -> None:
         raise IndexOutOfBoundsError(f"index {i} is out of bounds for axis {axis} with size {n}")
 
 
+def _fit_mask(x: Variable, mask: Variable, axis: int) -> Variable:
+    """A boolean index whose shape must equal the dims of x it covers (numpy's IndexError):
+    checked now where both sizes are static, at the call where one is dynamic. (A mask dim of
+    static size 1 over a dynamic dim is not checked.)"""
+    covered = x.static_shape[axis:axis + mask.ndim]
+    for j, (n, m) in enumerate(zip(covered, mask.static_shape)):
+        if n is not None and m is not None and n != m:
+            raise IndexOutOfBoundsError(f"boolean index did not match indexed array along axis {axis + j}; "
+                                        f"size of axis is {n} but size of corresponding boolean axis is {m}")
+    if builtins.all(n is not None for n in covered) and covered == mask.static_shape:
+        return mask
+    return broadcast_to(mask, x.shape[axis:axis + mask.ndim])
+
+
 def _spec_value(v: Any, dyn: list, what: str):
     if v is None:
         return None
@@ -635,13 +675,18 @@ def _plan(x: Variable, key: Any):
     items = []  # per axis of x: ("slice", slice) | ("int", v) | ("array", Variable)
     for k in entries:
         if _is_index_array(k):
+            axis = len(items)
             arr = k if isinstance(k, Variable) else constant(np.asarray(k) if np.asarray(k).size
                                                              else np.asarray(k, dtype=np.int64))
             if arr.dtype.kind == "b":
                 if arr.ndim == 0:
                     raise IndexError("a 0-d boolean index is not supported")
-                items.extend(("array", v) for v in nonzero(arr))
+                items.extend(("array", v) for v in nonzero(_fit_mask(x, arr, axis)))
             elif arr.dtype.kind in "iu":
+                if not isinstance(k, Variable) and np.asarray(k).size:
+                    values = np.asarray(k)
+                    _check_static_index(int(values.min()), x.static_shape[axis], axis)
+                    _check_static_index(int(values.max()), x.static_shape[axis], axis)
                 items.append(("array", arr))
             else:
                 raise IndexError(f"arrays used as indices must be of integer (or boolean) type, "

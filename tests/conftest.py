@@ -103,3 +103,44 @@ class Failures:
 @pytest.fixture
 def failures() -> Failures:
     return Failures()
+
+
+def run_isolated(code: str, timeout: float = 120.0):
+    """Run `code` in a fresh Python process: a check that irkit raises instead of crashing must
+    not take the whole test session down when it does crash. Returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = here + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=here)
+
+
+def assert_isolated_ok(code: str) -> str:
+    """`code` ran to its end in a subprocess (no crash, no uncaught exception); its stdout."""
+    proc = run_isolated(code)
+    assert proc.returncode == 0, (f"the subprocess ended with status {proc.returncode} "
+                                  f"(negative: killed by signal {-proc.returncode})\n"
+                                  f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+class quiet:
+    """numpy's own warnings while computing a reference (mean of nothing, 1/0, overflow in
+    a cast) are expected: silence them, and nothing else."""
+
+    def __enter__(self):
+        import warnings
+        self._err = np.errstate(all="ignore")
+        self._err.__enter__()
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return self
+
+    def __exit__(self, *exc):
+        self._warn.__exit__(*exc)
+        return self._err.__exit__(*exc)

@@ -18,7 +18,7 @@ from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, Params, broadcast_rule
-from irkit.dtypes import promote, ufunc_result
+from irkit.dtypes import float_result, promote, ufunc_result
 from irkit.errors import DTypeError
 from irkit.shapes import DimAlgebra
 from irkit.types import dtype_of
@@ -43,9 +43,12 @@ class ElementwiseOp(IkOp):
         return out
 
     def evaluate(self, p: Params, *args: np.ndarray) -> list[np.ndarray]:
+        out_dt = dtype_of(self.results[0].type)
         with np.errstate(all="ignore"):
-            out = type(self).NUMPY(*args)
-        return [np.asarray(out).astype(dtype_of(self.results[0].type), copy=False)]
+            out = np.asarray(type(self).NUMPY(*args))
+            if out.dtype == np.float16:  # irkit has no half type: compute in float32, as the code does
+                out = np.asarray(type(self).NUMPY(*[np.asarray(a).astype(out_dt) for a in args]))
+        return [out.astype(out_dt, copy=False)]
 
     def emit_element(self, em, idx) -> SSAValue:
         out = dtype_of(self.results[0].type)
@@ -205,12 +208,14 @@ class TruncOp(_RoundingOp):
 
 def _np_sigmoid(x):
     x = np.asarray(x)
+    x = x.astype(float_result(x.dtype), copy=False)  # the dtype of np.exp(x), before negating
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def _np_softplus(x):
     x = np.asarray(x)
-    return np.logaddexp(np.zeros((), x.dtype if x.dtype.kind == "f" else np.float64), x)
+    x = x.astype(float_result(x.dtype), copy=False)
+    return np.logaddexp(np.zeros((), x.dtype), x)
 
 
 def _np_relu(x):

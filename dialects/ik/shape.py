@@ -63,9 +63,11 @@ class ReshapeOp(IkOp):
         infer = [k for k, s in enumerate(target) if isinstance(s, int) and s == INFER]
         if len(infer) > 1:
             raise ShapeError("can only specify one unknown dimension (-1)")
-        for s in target:
+        for k, s in enumerate(target):
             if isinstance(s, int) and s < INFER:
                 raise ShapeError(f"negative size {s} in reshape")
+            if not isinstance(s, int):  # a symbolic size: checked at run time
+                d.check(d.le(0, s), f"negative size in dim {k} of reshape")
         message = (f"cannot reshape an array of shape {_fmt_dims(d.shape_of(x))} "
                    f"into shape {_fmt_dims(target)}")
         if infer:
