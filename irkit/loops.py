@@ -86,6 +86,13 @@ class Cursor:
         return level(self, 0, [], list(inits))
 
 
+def broadcast_index(cursor, ivs: Sequence[SSAValue], dims: Sequence) -> list[SSAValue]:
+    """numpy broadcasting of an index into a buffer of `dims`: right-aligned, and a dim
+    that is statically 1 is read at 0."""
+    off = len(ivs) - len(dims)
+    return [cursor.index(0) if isinstance(d, int) and d == 1 else ivs[off + k] for k, d in enumerate(dims)]
+
+
 def reassociation(groups: Sequence[Sequence[int]]):
     """memref.collapse_shape/expand_shape's `reassociation`: [[0, 1], [2]] as MLIR has it."""
     from xdsl.dialects.builtin import ArrayAttr, i64

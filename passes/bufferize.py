@@ -6,9 +6,11 @@ calls or views:
 
 - reshape / expand_dims / squeeze: a view of the same buffer (collapse + expand);
 - transpose feeding a matmul: no copy, BLAS reads it transposed;
-- matmul: `irkit_gemm_f32/f64` (scipy's BLAS) per batch element; loops otherwise;
-- concatenate, set_slice, scatter, nonzero: loops;
-- a constant array: a `memref.global`.
+- a constant array: a `memref.global`;
+- every other op outside a kernel (matmul, concatenate, set_slice, scatter,
+  nonzero) by its own `lower(bz)`, beside its definition, through the API of
+  `Bufferizer` below (buffer_of, alloc, writable_copy_of, result_dims, set_result,
+  declare, flat, and the cursor `cur` and dim algebra `d`).
 
 Buffers are freed after their last use, a kernel writes in place over an input
 it reads element for element when nothing else needs that input, and no result
@@ -21,19 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, func, memref, scf
+from xdsl.dialects import arith, builtin, func, memref
 from xdsl.dialects.builtin import (
     BytesAttr,
-    DenseArrayBase,
     DenseIntOrFPElementsAttr,
-    IntegerAttr,
     MemRefType,
     StringAttr,
     TensorType,
-    i1,
     i64,
 )
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -41,7 +40,6 @@ from irkit.dialects import ik as I
 from irkit.dialects.fused import KernelOp
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, describe
-from irkit.dialects.ik.index import parse_spec, split_index, window
 from irkit.dialects.ik.elementwise import ElementwiseOp
 from irkit.errors import CompileError
 from irkit.loops import INDEX, Cursor, IRDims, flatten, unflatten
@@ -330,185 +328,14 @@ class Bufferizer:
             return b
         return self.copy(b, v.type)
 
-    def concatenate(self, op: I.ConcatenateOp) -> None:
-        dims = self.result_dims(op)[0]
-        out = self.alloc(op.result.type, dims)
-        axis = op.params.axis
-        offset: object = 0
-        odt = dtype_of(op.result.type)
-        for v in op.inputs:
-            b = self.buffer_of(v)
-            vdt = dtype_of(v.type)
-            off = self.cur.as_index(offset)
-
-            def body(c: Cursor, ivs, _, b=b, off=off, vdt=vdt):
-                x = S.convert(c, c.emit(memref.LoadOp.get(b.memref, ivs)), vdt, odt)
-                target = list(ivs)
-                target[axis] = c.emit(arith.AddiOp(ivs[axis], off))
-                c.emit(memref.StoreOp.get(x, out.memref, target))
-                return []
-            self.cur.loop_nest(b.dims, [], body)
-            offset = self.d.add(offset, b.dims[axis])
-        self.buf[op.result] = out
-
-    def set_slice(self, op: I.SetSliceOp) -> None:
-        self.result_dims(op)  # checks the value fits the selection
-        out = self.writable_copy_of(op.x)
-        y = self.buffer_of(op.y)
-        win = window(self.d, out.dims, parse_spec(op.params.spec), op.bounds)
-        sizes = [size for (_, size, _, dropped) in win if not dropped]
-        dt = dtype_of(op.x.type)
-        inc = op.params.mode == "inc"
-
-        def body(c: Cursor, ivs, _):
-            it = iter(ivs)
-            target = []
-            for start, size, step, dropped in win:
-                if dropped:
-                    target.append(c.as_index(start))
-                else:
-                    iv = next(it)
-                    scaled = c.emit(arith.MuliOp(iv, c.index(step))) if step != 1 else iv
-                    target.append(c.emit(arith.AddiOp(scaled, c.as_index(start))))
-            yv = c.emit(memref.LoadOp.get(y.memref, _broadcast_index(c, ivs, y.dims)))
-            if inc:
-                yv = _add(c, c.emit(memref.LoadOp.get(out.memref, target)), yv, dt)
-            c.emit(memref.StoreOp.get(yv, out.memref, target))
-            return []
-        self.cur.loop_nest(sizes, [], body)
-        self.buf[op.result] = out
-
-    def scatter(self, op: I.ScatterOp) -> None:
-        from irkit.dialects.ik.index import gather_shape
-        p = op.params
-        self.d.context = describe(op)
-        out = self.writable_copy_of(op.x)
-        y = self.buffer_of(op.y)
-        idx_bufs = [self.buffer_of(v) for v in op.indices]
-        bshape, rest, full = gather_shape(self.d, out.dims, op.indices, p.axes, p.front)
-        _check_fits(self.d, y.dims, full)
-        dt = dtype_of(op.x.type)
-        inc = p.mode == "inc"
-        rank = len(out.dims)
-
-        def body(c: Cursor, ivs, _):
-            bidx, rest_idx = split_index(ivs, rank, p.axes, len(bshape), p.front)
-            target = [None] * rank
-            it = iter(rest_idx)
-            for k in range(rank):
-                if k not in p.axes:
-                    target[k] = next(it)
-            for v, b, a in zip(op.indices, idx_bufs, p.axes):
-                raw = c.emit(memref.LoadOp.get(b.memref, _broadcast_index(c, bidx, b.dims)))
-                target[a] = _checked_index(c, raw, dtype_of(v.type), out.dims[a], a, "ik.scatter")
-            yv = c.emit(memref.LoadOp.get(y.memref, _broadcast_index(c, ivs, y.dims)))
-            if inc:
-                yv = _add(c, c.emit(memref.LoadOp.get(out.memref, target)), yv, dt)
-            c.emit(memref.StoreOp.get(yv, out.memref, target))
-            return []
-        self.cur.loop_nest(full, [], body)
-        self.buf[op.result] = out
-
-    def nonzero(self, op: I.NonzeroOp) -> None:
-        x = self.buffer_of(op.x)
-        xdt = dtype_of(op.x.type)
-
-        def is_nonzero(c: Cursor, ivs):
-            v = c.emit(memref.LoadOp.get(x.memref, ivs))
-            return S.convert(c, v, xdt, np.dtype(bool)) if xdt.kind != "b" else v
-
-        def count(c: Cursor, ivs, accs):
-            nz = is_nonzero(c, ivs)
-            one = c.emit(arith.SelectOp(nz, c.index(1), c.index(0)))
-            return [c.emit(arith.AddiOp(accs[0], one))]
-        n = self.cur.loop_nest(x.dims, [self.cur.index(0)], count)[0]
-        outs = [self.alloc(r.type, [n]) for r in op.results]
-
-        def fill(c: Cursor, ivs, accs):
-            nz = is_nonzero(c, ivs)
-            then = Block()
-            tc = Cursor(InsertPoint.at_end(then))
-            for out, iv in zip(outs, ivs):
-                tc.emit(memref.StoreOp.get(tc.emit(arith.IndexCastOp(iv, i64)), out.memref, [accs[0]]))
-            tc.emit(scf.YieldOp())
-            c.emit(scf.IfOp(nz, [], Region(then), None))
-            one = c.emit(arith.SelectOp(nz, c.index(1), c.index(0)))
-            return [c.emit(arith.AddiOp(accs[0], one))]
-        self.cur.loop_nest(x.dims, [self.cur.index(0)], fill)
-        for r, out in zip(op.results, outs):
-            self.buf[r] = out
-
-    def matmul(self, op: I.MatmulOp) -> None:
-        dims = self.result_dims(op)[0]
-        out = self.alloc(op.result.type, dims)
-        a, b = self.buf.get(op.a) or self.buffer_of(op.a), self.buf.get(op.b) or self.buffer_of(op.b)
-        dt = dtype_of(op.result.type)
-        if dt.kind == "f" and dtype_of(op.a.type) == dt and dtype_of(op.b.type) == dt:
-            self._gemm(a, b, out, dims, dt)
-        else:
-            a, b = self.buffer_of(op.a), self.buffer_of(op.b)
-            self._matmul_loops(a, b, out, dims, dtype_of(op.a.type), dtype_of(op.b.type), dt)
-        self.buf[op.result] = out
-
-    def _gemm(self, a: Buf, b: Buf, out: Buf, dims: list, dt: np.dtype) -> None:
-        name = f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
-        ft = S.scalar_type(dt)
-        flat_t = MemRefType(ft, [-(1 << 63)])
-        self._declare(name, [i1, i1, INDEX, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, INDEX,
-                             ft, flat_t, INDEX, INDEX])
-        ta, tb = a.transposed_from is not None, b.transposed_from is not None
-        sa = a.transposed_from or a
-        sb = b.transposed_from or b
-        m, n = dims[-2], dims[-1]
-        k = a.dims[-1]
-        lda, ldb, ldc = sa.dims[-1], sb.dims[-1], n
-        batch = dims[:-2]
-        c = self.cur
-        fa, fb, fc = self._flat(sa), self._flat(sb), self._flat(out)
-        one = S.constant(c, 1.0, dt)
-        zero = S.constant(c, 0.0, dt)
-        t_a = c.emit(arith.ConstantOp(IntegerAttr(-1 if ta else 0, i1)))
-        t_b = c.emit(arith.ConstantOp(IntegerAttr(-1 if tb else 0, i1)))
-        a_mat = self.d.product(sa.dims[-2:])
-        b_mat = self.d.product(sb.dims[-2:])
-        c_mat = self.d.mul(m, n)
-
-        def body(cc: Cursor, ivs, _):
-            offs = []
-            for buf, mat in ((sa, a_mat), (sb, b_mat), (out, c_mat)):
-                offs.append(cc.as_index(_batch_offset(cc, ivs, buf.dims[:-2], batch, mat)))
-            cc.emit(func.CallOp(name, [t_a, t_b, cc.as_index(m), cc.as_index(n), cc.as_index(k), one,
-                                       fa, offs[0], cc.as_index(lda), fb, offs[1], cc.as_index(ldb),
-                                       zero, fc, offs[2], cc.as_index(ldc)], []))
-            return []
-        c.loop_nest(batch, [], body)
-
-    def _matmul_loops(self, a: Buf, b: Buf, out: Buf, dims, adt, bdt, dt) -> None:
-        batch = dims[:-2]
-        k = a.dims[-1]
-        acc_dt = dt
-
-        def body(c: Cursor, ivs, _):
-            bi, (i, j) = ivs[:-2], ivs[-2:]
-            ab = _batch_index(c, bi, a.dims[:-2], batch)
-            bb = _batch_index(c, bi, b.dims[:-2], batch)
-
-            def inner(cc: Cursor, kv, accs):
-                x = S.convert(cc, cc.emit(memref.LoadOp.get(a.memref, ab + [i, kv[0]])), adt, acc_dt)
-                y = S.convert(cc, cc.emit(memref.LoadOp.get(b.memref, bb + [kv[0], j])), bdt, acc_dt)
-                return [_add(cc, accs[0], _mul(cc, x, y, acc_dt), acc_dt)]
-            total = c.loop_nest([k], [S.constant(c, 0, acc_dt)], inner)[0]
-            c.emit(memref.StoreOp.get(total, out.memref, ivs))
-            return []
-        self.cur.loop_nest(dims, [], body)
-
-    def _flat(self, b: Buf) -> SSAValue:
-        """The buffer as memref<?xT>, the type the BLAS call takes."""
+    def flat(self, b: Buf) -> SSAValue:
+        """The buffer as memref<?xT> (how library calls take it)."""
         flat = flatten(self.cur, b.memref)
         flat_t = MemRefType(flat.type.element_type, [-(1 << 63)])
         return flat if flat.type == flat_t else self.cur.emit(memref.CastOp.get(flat, flat_t))
 
-    def _declare(self, name: str, arg_types: list) -> None:
+    def declare(self, name: str, arg_types: list) -> None:
+        """A private external function (a library routine) in the module, once."""
         for o in self.module.ops:
             if isinstance(o, func.FuncOp) and o.sym_name.data == name:
                 return
@@ -540,67 +367,6 @@ def _same_dims(a: list, b: list) -> bool:
 def _swaps_last_two(perm) -> bool:
     r = len(perm)
     return r >= 2 and list(perm) == list(range(r - 2)) + [r - 1, r - 2]
-
-
-def _static_product(t: MemRefType) -> int:
-    shape = t.get_shape()
-    if any(d < 0 for d in shape):
-        return -(1 << 63)
-    return int(np.prod(shape))
-
-
-def _broadcast_index(c: Cursor, ivs: list, dims: list) -> list:
-    """Right-aligned numpy broadcasting of an index into a buffer of `dims`."""
-    off = len(ivs) - len(dims)
-    return [c.index(0) if isinstance(d, int) and d == 1 else ivs[off + k] for k, d in enumerate(dims)]
-
-
-def _batch_index(c: Cursor, bivs: list, bdims: list, batch: list) -> list:
-    return _broadcast_index(c, bivs, bdims) if bdims else []
-
-
-def _batch_offset(c: Cursor, bivs, bdims, batch, mat):
-    """Element offset of one matrix in a (broadcast) batch of matrices."""
-    idx = _batch_index(c, bivs, bdims, batch)
-    off = c.index(0)
-    for k, (iv, dim) in enumerate(zip(idx, bdims)):
-        off = c.emit(arith.AddiOp(c.emit(arith.MuliOp(off, c.as_index(dim))), iv))
-    return c.emit(arith.MuliOp(off, c.as_index(mat)))
-
-
-def _checked_index(c: Cursor, raw: SSAValue, dt: np.dtype, n, axis: int, what: str) -> SSAValue:
-    raw = S.convert(c, raw, dt, np.dtype(np.int64))
-    n64 = c.emit(arith.IndexCastOp(c.as_index(n), i64))
-    zero = S.constant(c, 0, np.dtype(np.int64))
-    wrapped = c.emit(arith.SelectOp(c.emit(arith.CmpiOp(raw, zero, "slt")), c.emit(arith.AddiOp(raw, n64)), raw))
-    ok = c.emit(arith.AndIOp(c.emit(arith.CmpiOp(wrapped, zero, "sge")), c.emit(arith.CmpiOp(wrapped, n64, "slt"))))
-    c.require(ok, f"IndexError: {what}: an index is out of bounds for axis {axis}")
-    return c.emit(arith.IndexCastOp(wrapped, INDEX))
-
-
-def _check_fits(d, ys: list, target: list) -> None:
-    off = len(target) - len(ys)
-    if off < 0:
-        raise CompileError("value has more dims than the selection")
-    for k, s in enumerate(ys):
-        if not (isinstance(s, int) and s == 1):
-            d.check_eq(target[off + k], s, f"value dim {k} does not match the selection's dim {off + k}")
-
-
-def _add(c: Cursor, a, b, dt: np.dtype):
-    if dt.kind == "f":
-        return c.emit(arith.AddfOp(a, b))
-    if dt.kind == "b":
-        return c.emit(arith.OrIOp(a, b))
-    return c.emit(arith.AddiOp(a, b))
-
-
-def _mul(c: Cursor, a, b, dt: np.dtype):
-    if dt.kind == "f":
-        return c.emit(arith.MulfOp(a, b))
-    if dt.kind == "b":
-        return c.emit(arith.AndIOp(a, b))
-    return c.emit(arith.MuliOp(a, b))
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from xdsl.dialects import arith
+from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import TensorType, i64
+from xdsl.ir import Block, Region
 from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_def, var_result_def
+from xdsl.rewriter import InsertPoint
 
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, broadcast_rule
 from irkit.errors import ShapeError
+from irkit.loops import INDEX, Cursor, broadcast_index
 from irkit.types import dtype_of
 
 DYN = "$"
@@ -228,7 +231,37 @@ class SetSliceOp(_SliceBase):
         return [out]
 
     def lower(self, bz):
-        bz.set_slice(self)
+        """x copied (or overwritten in place when x dies here), then the window written."""
+        bz.result_dims(self)  # checks that the value fits the selection
+        out = bz.writable_copy_of(self.x)
+        y = bz.buffer_of(self.y)
+        win = window(bz.d, out.dims, parse_spec(self.params.spec), self.bounds)
+        sizes = [size for (_, size, _, dropped) in win if not dropped]
+        dt = dtype_of(self.x.type)
+        inc = self.params.mode == "inc"
+
+        def body(c, ivs, _):
+            it = iter(ivs)
+            target = []
+            for start, size, step, dropped in win:
+                if dropped:
+                    target.append(c.as_index(start))
+                else:
+                    iv = next(it)
+                    scaled = c.emit(arith.MuliOp(iv, c.index(step))) if step != 1 else iv
+                    target.append(c.emit(arith.AddiOp(scaled, c.as_index(start))))
+            _write(c, out.memref, target, c.emit(memref.LoadOp.get(y.memref, broadcast_index(c, ivs, y.dims))),
+                   dt, inc)
+            return []
+        bz.cur.loop_nest(sizes, [], body)
+        bz.set_result(self.result, out)
+
+
+def _write(c, buf, target, value, dt, inc: bool) -> None:
+    """buf[target] = value, or += value."""
+    if inc:
+        value = S.add(c, c.emit(memref.LoadOp.get(buf, target)), value, dt)
+    c.emit(memref.StoreOp.get(value, buf, target))
 
 
 def _check_broadcastable(d, ys, target) -> None:
@@ -277,26 +310,30 @@ def split_index(idx, xrank, axes, brank, front):
     return list(idx[first:first + brank]), list(idx[:first]) + list(idx[first + brank:])
 
 
-def emit_source_index(em, x, indices, axes, bidx, rest_idx, what: str):
-    """x's index for one element: each index array read, wrapped and bounds-checked."""
-    xdims = em.dims(x)
+def checked_index(em, raw, dt: np.dtype, n, axis: int, what: str):
+    """An index read from an index array: negative ones wrap (numpy), out of bounds raises."""
+    raw = S.convert(em, raw, dt, np.dtype(np.int64))
+    n64 = em.emit(arith.IndexCastOp(em.as_index(n), i64))
+    zero = S.constant(em, 0, np.dtype(np.int64))
+    wrapped = em.emit(arith.SelectOp(em.emit(arith.CmpiOp(raw, zero, "slt")),
+                                     em.emit(arith.AddiOp(raw, n64)), raw))
+    ok = em.emit(arith.AndIOp(em.emit(arith.CmpiOp(wrapped, zero, "sge")),
+                              em.emit(arith.CmpiOp(wrapped, n64, "slt"))))
+    em.require(ok, f"IndexError: {what}: an index is out of bounds for axis {axis}")
+    return em.emit(arith.IndexCastOp(wrapped, INDEX))
+
+
+def source_index(em, xdims, indices, axes, bidx, rest_idx, read_index, what: str):
+    """x's index for one element of a gather (or scatter): the remaining axes from
+    rest_idx, the indexed ones read from each index array by read_index(k, v, bidx)."""
     rank = len(xdims)
     src = [None] * rank
     it = iter(rest_idx)
     for k in range(rank):
         if k not in axes:
             src[k] = next(it)
-    for v, a in zip(indices, axes):
-        raw = em.operand(v, bidx)
-        raw = S.convert(em, raw, dtype_of(v.type), np.dtype(np.int64))
-        n = em.emit(arith.IndexCastOp(em.as_index(xdims[a]), i64))
-        zero = S.constant(em, 0, np.dtype(np.int64))
-        wrapped = em.emit(arith.SelectOp(em.emit(arith.CmpiOp(raw, zero, "slt")),
-                                         em.emit(arith.AddiOp(raw, n)), raw))
-        ok = em.emit(arith.AndIOp(em.emit(arith.CmpiOp(wrapped, zero, "sge")),
-                                  em.emit(arith.CmpiOp(wrapped, n, "slt"))))
-        em.require(ok, f"IndexError: {what}: an index is out of bounds for axis {a}")
-        src[a] = em.emit(arith.IndexCastOp(wrapped, em.index_type))
+    for k, (v, a) in enumerate(zip(indices, axes)):
+        src[a] = checked_index(em, read_index(k, v, bidx), dtype_of(v.type), xdims[a], a, what)
     return src
 
 
@@ -330,7 +367,8 @@ class GatherOp(IkOp):
         p = self.params
         brank = len(broadcast_rule(em.d, self.indices))
         bidx, rest = split_index(idx, len(self.x.type.get_shape()), p.axes, brank, p.front)
-        src = emit_source_index(em, self.x, self.indices, p.axes, bidx, rest, "ik.gather")
+        src = source_index(em, em.dims(self.x), self.indices, p.axes, bidx, rest,
+                           lambda k, v, b: em.operand(v, b), "ik.gather")
         return em.at(self.x, src)
 
 
@@ -399,7 +437,28 @@ class ScatterOp(IkOp):
         return [out]
 
     def lower(self, bz):
-        bz.scatter(self)
+        """x copied (or overwritten in place), then a sequential loop over the selection:
+        repeated indices all add (inc) or the last one wins (set)."""
+        p = self.params
+        out = bz.writable_copy_of(self.x)
+        y = bz.buffer_of(self.y)
+        idx_bufs = [bz.buffer_of(v) for v in self.indices]
+        bshape, rest, full = gather_shape(bz.d, out.dims, self.indices, p.axes, p.front)
+        _check_broadcastable(bz.d, y.dims, full)
+        dt = dtype_of(self.x.type)
+        rank = len(out.dims)
+
+        def body(c, ivs, _):
+            bidx, rest_idx = split_index(ivs, rank, p.axes, len(bshape), p.front)
+
+            def read(k, v, b):
+                return c.emit(memref.LoadOp.get(idx_bufs[k].memref, broadcast_index(c, b, idx_bufs[k].dims)))
+            target = source_index(c, out.dims, self.indices, p.axes, bidx, rest_idx, read, "ik.scatter")
+            yv = c.emit(memref.LoadOp.get(y.memref, broadcast_index(c, ivs, y.dims)))
+            _write(c, out.memref, target, yv, dt, p.mode == "inc")
+            return []
+        bz.cur.loop_nest(full, [], body)
+        bz.set_result(self.result, out)
 
 
 @irdl_op_definition
@@ -428,7 +487,33 @@ class NonzeroOp(IkOp):
         return [np.asarray(i, dtype=np.int64) for i in np.nonzero(x)]
 
     def lower(self, bz):
-        bz.nonzero(self)
+        """Two passes: count the nonzero elements, then write their coordinates."""
+        x = bz.buffer_of(self.x)
+        xdt = dtype_of(self.x.type)
+
+        def is_nonzero(c, ivs):
+            v = c.emit(memref.LoadOp.get(x.memref, ivs))
+            return S.convert(c, v, xdt, np.dtype(bool))
+
+        def count(c, ivs, accs):
+            one = c.emit(arith.SelectOp(is_nonzero(c, ivs), c.index(1), c.index(0)))
+            return [c.emit(arith.AddiOp(accs[0], one))]
+        n = bz.cur.loop_nest(x.dims, [bz.cur.index(0)], count)[0]
+        outs = [bz.alloc(r.type, [n]) for r in self.results]
+
+        def fill(c, ivs, accs):
+            nz = is_nonzero(c, ivs)
+            then = Block()
+            tc = Cursor(InsertPoint.at_end(then))
+            for out, iv in zip(outs, ivs):
+                tc.emit(memref.StoreOp.get(tc.emit(arith.IndexCastOp(iv, i64)), out.memref, [accs[0]]))
+            tc.emit(scf.YieldOp())
+            c.emit(scf.IfOp(nz, [], Region(then), None))
+            one = c.emit(arith.SelectOp(nz, c.index(1), c.index(0)))
+            return [c.emit(arith.AddiOp(accs[0], one))]
+        bz.cur.loop_nest(x.dims, [bz.cur.index(0)], fill)
+        for r, out in zip(self.results, outs):
+            bz.set_result(r, out)
 
 
 OPS = [SliceOp, SetSliceOp, GatherOp, ScatterOp, NonzeroOp]

@@ -9,12 +9,15 @@ call per batch element; other dtypes run as loops.
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, TensorType, i1
 from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
+from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp
 from irkit.dtypes import ufunc_result
 from irkit.errors import ShapeError
+from irkit.loops import INDEX, broadcast_index
 from irkit.types import dtype_of, format_shape, static_shape
 
 
@@ -68,7 +71,71 @@ class MatmulOp(IkOp):
         return [np.asarray(np.matmul(a, b)).astype(dtype_of(self.result.type), copy=False)]
 
     def lower(self, bz):
-        bz.matmul(self)
+        """float32/float64: one BLAS gemm per (broadcast) batch element, reading an operand
+        that is a transpose of the last two axes without copying it; other dtypes: loops."""
+        dims = bz.result_dims(self)[0]
+        out = bz.alloc(self.result.type, dims)
+        dt = dtype_of(self.result.type)
+        if dt.kind == "f" and dtype_of(self.a.type) == dt and dtype_of(self.b.type) == dt:
+            _gemm(bz, bz.buf.get(self.a) or bz.buffer_of(self.a), bz.buf.get(self.b) or bz.buffer_of(self.b),
+                  out, dims, dt)
+        else:
+            _matmul_loops(bz, bz.buffer_of(self.a), bz.buffer_of(self.b), out, dims,
+                          dtype_of(self.a.type), dtype_of(self.b.type), dt)
+        bz.set_result(self.result, out)
+
+
+def _batch_offset(c, ivs, bdims, mat):
+    """Element offset of one matrix in a (broadcast) batch of matrices of `mat` elements."""
+    off = c.index(0)
+    for iv, dim in zip(broadcast_index(c, ivs, bdims) if bdims else [], bdims):
+        off = c.emit(arith.AddiOp(c.emit(arith.MuliOp(off, c.as_index(dim))), iv))
+    return c.emit(arith.MuliOp(off, c.as_index(mat)))
+
+
+def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
+    """`func.call @irkit_gemm_f32/f64(transA, transB, M, N, K, alpha, A, offA, ldA, B, offB, ldB,
+    beta, C, offC, ldC)`: row-major C = alpha op(A) op(B) + beta C (the backend calls BLAS)."""
+    name = f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
+    ft = S.scalar_type(dt)
+    flat_t = MemRefType(ft, [DYNAMIC_INDEX])
+    bz.declare(name, [i1, i1, INDEX, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, INDEX,
+                      ft, flat_t, INDEX, INDEX])
+    sa, sb = a.transposed_from or a, b.transposed_from or b
+    m, n, k = dims[-2], dims[-1], a.dims[-1]
+    batch = dims[:-2]
+    c = bz.cur
+    fa, fb, fc = bz.flat(sa), bz.flat(sb), bz.flat(out)
+    one, zero = S.constant(c, 1.0, dt), S.constant(c, 0.0, dt)
+    t_a = S.constant(c, a.transposed_from is not None, np.dtype(bool))
+    t_b = S.constant(c, b.transposed_from is not None, np.dtype(bool))
+    mats = [bz.d.product(sa.dims[-2:]), bz.d.product(sb.dims[-2:]), bz.d.mul(m, n)]
+
+    def body(cc, ivs, _):
+        offs = [_batch_offset(cc, ivs, buf.dims[:-2], mat) for buf, mat in zip((sa, sb, out), mats)]
+        cc.emit(func.CallOp(name, [t_a, t_b, cc.as_index(m), cc.as_index(n), cc.as_index(k), one,
+                                   fa, offs[0], cc.as_index(sa.dims[-1]), fb, offs[1], cc.as_index(sb.dims[-1]),
+                                   zero, fc, offs[2], cc.as_index(n)], []))
+        return []
+    c.loop_nest(batch, [], body)
+
+
+def _matmul_loops(bz, a, b, out, dims, adt, bdt, dt) -> None:
+    """The triple loop, accumulating in the result dtype (integers, bool, mixed dtypes)."""
+
+    def body(c, ivs, _):
+        bi, (i, j) = ivs[:-2], ivs[-2:]
+        ab = broadcast_index(c, bi, a.dims[:-2]) if a.dims[:-2] else []
+        bb = broadcast_index(c, bi, b.dims[:-2]) if b.dims[:-2] else []
+
+        def inner(cc, kv, accs):
+            x = S.convert(cc, cc.emit(memref.LoadOp.get(a.memref, ab + [i, kv[0]])), adt, dt)
+            y = S.convert(cc, cc.emit(memref.LoadOp.get(b.memref, bb + [kv[0], j])), bdt, dt)
+            return [S.add(cc, accs[0], S.mul(cc, x, y, dt), dt)]
+        total = c.loop_nest([a.dims[-1]], [S.constant(c, 0, dt)], inner)[0]
+        c.emit(memref.StoreOp.get(total, out.memref, ivs))
+        return []
+    bz.cur.loop_nest(dims, [], body)
 
 
 OPS = [MatmulOp]

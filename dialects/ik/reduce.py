@@ -126,11 +126,7 @@ class SumOp(_AddLike):
         return [S.constant(em, 0, dt)]
 
     def combine(self, em, accs, x, ivs, extents, dt):
-        if dt.kind == "f":
-            return [em.emit(arith.AddfOp(accs[0], x, _REASSOC))]
-        if dt.kind == "b":
-            return [em.emit(arith.OrIOp(accs[0], x))]
-        return [em.emit(arith.AddiOp(accs[0], x))]
+        return [S.add(em, accs[0], x, dt, _REASSOC)]
 
 
 @irdl_op_definition
@@ -144,11 +140,7 @@ class ProdOp(_AddLike):
         return [S.constant(em, 1, dt)]
 
     def combine(self, em, accs, x, ivs, extents, dt):
-        if dt.kind == "f":
-            return [em.emit(arith.MulfOp(accs[0], x, _REASSOC))]
-        if dt.kind == "b":
-            return [em.emit(arith.AndIOp(accs[0], x))]
-        return [em.emit(arith.MuliOp(accs[0], x))]
+        return [S.mul(em, accs[0], x, dt, _REASSOC)]
 
 
 class _MaxLike(ReduceOp):

@@ -80,6 +80,22 @@ def convert(em, x: SSAValue, src: np.dtype, dst: np.dtype) -> SSAValue:
     return em.emit(arith.ExtSIOp(x, dt_))
 
 
+def add(em, a: SSAValue, b: SSAValue, dt: np.dtype, fastmath=None) -> SSAValue:
+    """a + b in dt (logical or on bool, as numpy)."""
+    kind = np.dtype(dt).kind
+    if kind == "f":
+        return em.emit(arith.AddfOp(a, b, fastmath))
+    return em.emit(arith.OrIOp(a, b) if kind == "b" else arith.AddiOp(a, b))
+
+
+def mul(em, a: SSAValue, b: SSAValue, dt: np.dtype, fastmath=None) -> SSAValue:
+    """a * b in dt (logical and on bool, as numpy)."""
+    kind = np.dtype(dt).kind
+    if kind == "f":
+        return em.emit(arith.MulfOp(a, b, fastmath))
+    return em.emit(arith.AndIOp(a, b) if kind == "b" else arith.MuliOp(a, b))
+
+
 def floor_divide(em, a: SSAValue, b: SSAValue, dt: np.dtype) -> SSAValue:
     """numpy's floor_divide: Python's // on ints (x // 0 is 0), npy_divmod on floats."""
     dt = np.dtype(dt)

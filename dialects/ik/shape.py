@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from xdsl.dialects import arith
+from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import TensorType, i64
 from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_def
 
+from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, normalize_axis
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
@@ -293,7 +294,26 @@ class ConcatenateOp(IkOp):
         return [np.concatenate(xs, axis=p.axis).astype(dtype_of(self.result.type), copy=False)]
 
     def lower(self, bz):
-        bz.concatenate(self)
+        """Each input copied into its place along `axis`."""
+        dims = bz.result_dims(self)[0]
+        out = bz.alloc(self.result.type, dims)
+        axis = self.params.axis
+        odt = dtype_of(self.result.type)
+        offset: object = 0
+        for v in self.inputs:
+            src = bz.buffer_of(v)
+            vdt = dtype_of(v.type)
+            off = bz.cur.as_index(offset)
+
+            def body(c, ivs, _, src=src, off=off, vdt=vdt):
+                x = S.convert(c, c.emit(memref.LoadOp.get(src.memref, ivs)), vdt, odt)
+                target = list(ivs)
+                target[axis] = c.emit(arith.AddiOp(ivs[axis], off))
+                c.emit(memref.StoreOp.get(x, out.memref, target))
+                return []
+            bz.cur.loop_nest(src.dims, [], body)
+            offset = bz.d.add(offset, src.dims[axis])
+        bz.set_result(self.result, out)
 
 
 @irdl_op_definition
