@@ -730,6 +730,20 @@ def _is_trivial(spec) -> bool:
     return builtins.all(e == ("slice", None, None, 1) for e in spec)
 
 
+def _advanced(items) -> tuple[list[Variable], dict]:
+    """The index arrays of advanced indexing (ints among them count as 0-d arrays, as in
+    numpy) and where their broadcast dims go: in place when adjacent, else first."""
+    positions = [a for a, (kind, _) in enumerate(items) if kind in ("array", "int")]
+    arrays = []
+    for kind, k in (items[a] for a in positions):
+        if kind == "int":
+            k = _index_scalar(k, "index")
+            k = constant(k, "int64") if isinstance(k, int) else k
+        arrays.append(k)
+    adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
+    return arrays, {"axes": tuple(positions), "front": not adjacent}
+
+
 def getitem(x: Any, key: Any) -> Variable:
     """numpy indexing: ints, slices (any step), None, ..., integer and boolean arrays."""
     x = as_variable(x)
@@ -739,15 +753,8 @@ def getitem(x: Any, key: Any) -> Variable:
     spec, dyn = _basic_spec(x, items, advanced)
     out = x if _is_trivial(spec) else _emit(I.SliceOp, [x, *dyn], spec=format_spec(spec))
     if advanced:
-        positions = [a for a, (kind, _) in enumerate(items) if kind in ("array", "int")]
-        arrays = []
-        for (kind, k) in (items[a] for a in positions):
-            if kind == "int":
-                k = _index_scalar(k, "index")
-                k = constant(k, "int64") if isinstance(k, int) else k
-            arrays.append(k)
-        adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
-        out = _emit(I.GatherOp, [out, *arrays], axes=tuple(positions), front=not adjacent)
+        arrays, params = _advanced(items)
+        out = _emit(I.GatherOp, [out, *arrays], **params)
     out._index_of = (base, key)
     return out
 
@@ -774,15 +781,8 @@ def _set_or_inc(sub: Variable, y: Any, mode: str, fname: str) -> Variable:
     if not advanced:
         out = _emit(I.SetSliceOp, [x, y, *dyn], spec=format_spec(spec), mode=mode)
     else:
-        positions = [a for a, (kind, _) in enumerate(items) if kind in ("array", "int")]
-        arrays = []
-        for (kind, k) in (items[a] for a in positions):
-            if kind == "int":
-                k = _index_scalar(k, "index")
-                k = constant(k, "int64") if isinstance(k, int) else k
-            arrays.append(k)
-        adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
-        params = dict(axes=tuple(positions), front=not adjacent, mode=mode)
+        arrays, params = _advanced(items)
+        params["mode"] = mode
         if _is_trivial(spec):
             out = _emit(I.ScatterOp, [x, y, *arrays], **params)
         else:  # x[basic][advanced] op= y: scatter into the slice, then put the slice back

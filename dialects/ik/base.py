@@ -229,6 +229,14 @@ class IkOp(IRDLOperation):
         return NotImplemented
 
 
+class SameDtype:
+    """Mixin: the result has the dtype of the first operand (shape and index ops)."""
+
+    @classmethod
+    def dtype_rule(cls, dtypes, p, dtype):
+        return [dtypes[0]]
+
+
 def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < max(rank, 1) or (rank == 0 and axis not in (0, -1)):
         raise ShapeError(f"{what} {axis} is out of bounds for an array of rank {rank}")

@@ -350,10 +350,14 @@ class BinaryOp(ElementwiseOp):
     rhs = operand_def(TensorType)
     result = result_def(TensorType)
 
-    def _index_operands(self, d: DimAlgebra):
-        if self.result.type.get_shape() or dtype_of(self.result.type).kind not in "iu":
-            return None
-        return d.value(self.lhs), d.value(self.rhs)
+    INDEX_RULE: ClassVar[str | None] = None  # the DimAlgebra method a 0-d integer result is
+
+    def index_value(self, d: DimAlgebra):
+        """A 0-d integer add/sub/mul/... of sizes is itself a size (n * 2, n // 3)."""
+        if self.INDEX_RULE is None or self.result.type.get_shape() or \
+                dtype_of(self.result.type).kind not in "iu":
+            return NotImplemented
+        return getattr(d, self.INDEX_RULE)(d.value(self.lhs), d.value(self.rhs))
 
 
 def _by_kind(dt: np.dtype, f, i, u=None, b=None):
@@ -370,13 +374,10 @@ class AddOp(BinaryOp):
 
     name = "ik.add"
     NUMPY: ClassVar = staticmethod(np.add)
+    INDEX_RULE: ClassVar = "add"
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.AddfOp, arith.AddiOp, b=arith.OrIOp)(a, b))
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.add(*ab)
 
 
 @irdl_op_definition
@@ -385,13 +386,10 @@ class SubOp(BinaryOp):
 
     name = "ik.sub"
     NUMPY: ClassVar = staticmethod(np.subtract)
+    INDEX_RULE: ClassVar = "sub"
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.SubfOp, arith.SubiOp)(a, b))
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.sub(*ab)
 
 
 @irdl_op_definition
@@ -400,13 +398,10 @@ class MulOp(BinaryOp):
 
     name = "ik.mul"
     NUMPY: ClassVar = staticmethod(np.multiply)
+    INDEX_RULE: ClassVar = "mul"
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MulfOp, arith.MuliOp, b=arith.AndIOp)(a, b))
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.mul(*ab)
 
 
 @irdl_op_definition
@@ -426,13 +421,10 @@ class FloorDivOp(BinaryOp):
 
     name = "ik.floordiv"
     NUMPY: ClassVar = staticmethod(np.floor_divide)
+    INDEX_RULE: ClassVar = "floordiv"
 
     def scalar(self, em, a, b, dt):
         return S.floor_divide(em, a, b, dt)
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.floordiv(*ab)
 
 
 @irdl_op_definition
@@ -463,13 +455,10 @@ class MaximumOp(BinaryOp):
 
     name = "ik.maximum"
     NUMPY: ClassVar = staticmethod(np.maximum)
+    INDEX_RULE: ClassVar = "maximum"
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MaximumfOp, arith.MaxSIOp, u=arith.MaxUIOp, b=arith.OrIOp)(a, b))
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.maximum(*ab)
 
 
 @irdl_op_definition
@@ -478,13 +467,10 @@ class MinimumOp(BinaryOp):
 
     name = "ik.minimum"
     NUMPY: ClassVar = staticmethod(np.minimum)
+    INDEX_RULE: ClassVar = "minimum"
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MinimumfOp, arith.MinSIOp, u=arith.MinUIOp, b=arith.AndIOp)(a, b))
-
-    def index_value(self, d):
-        ab = self._index_operands(d)
-        return NotImplemented if ab is None else d.minimum(*ab)
 
 
 @irdl_op_definition

@@ -25,7 +25,7 @@ from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_d
 from xdsl.rewriter import InsertPoint
 
 from irkit.dialects.ik import scalar as S
-from irkit.dialects.ik.base import IkOp, broadcast_rule
+from irkit.dialects.ik.base import IkOp, SameDtype, broadcast_rule
 from irkit.errors import ShapeError
 from irkit.loops import INDEX, Cursor, broadcast_index
 from irkit.types import dtype_of
@@ -76,6 +76,22 @@ def parse_spec(spec: str):
         else:
             raise ShapeError(f"bad slice entry {part!r}")
     return entries
+
+
+def numpy_key(spec: str, bounds) -> tuple:
+    """The numpy index a spec means, with `$` taken from `bounds` in order."""
+    it = iter(int(b) for b in bounds)
+
+    def val(v):
+        return next(it) if v is DYN else v
+    key = []
+    for e in parse_spec(spec):
+        if e[0] == "index":
+            key.append(val(e[1]))
+        else:
+            _, a, b, c = e
+            key.append(slice(val(a), val(b), c))
+    return tuple(key)
 
 
 def window(d, dims, entries, operands):
@@ -137,7 +153,7 @@ class _SliceBase(IkOp):
 
 
 @irdl_op_definition
-class SliceOp(_SliceBase):
+class SliceOp(SameDtype, _SliceBase):
     """x[spec]: basic indexing (ints, slices with any step) as a strided window."""
 
     name = "ik.slice"
@@ -157,20 +173,9 @@ class SliceOp(_SliceBase):
         win = window(d, d.shape_of(x), entries, operands[1:])
         return [[size for (_, size, _, dropped) in win if not dropped]]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, *bounds):
-        it = iter(int(b) for b in bounds)
-        key = []
-        for e in parse_spec(p.spec):
-            if e[0] == "index":
-                key.append(next(it) if e[1] is DYN else e[1])
-            else:
-                _, a, b, c = e
-                key.append(slice(next(it) if a is DYN else a, next(it) if b is DYN else b, c))
-        return [np.asarray(x[tuple(key)], order="C")]
+        return [np.asarray(x[numpy_key(p.spec, bounds)], order="C")]
 
     def emit_element(self, em, idx):
         win = window(em.d, em.dims(self.x), parse_spec(self.params.spec), self.bounds)
@@ -185,7 +190,7 @@ class SliceOp(_SliceBase):
 
 
 @irdl_op_definition
-class SetSliceOp(_SliceBase):
+class SetSliceOp(SameDtype, _SliceBase):
     """x with x[spec] replaced by y (mode "set") or incremented by y (mode "inc")."""
 
     name = "ik.set_slice"
@@ -210,24 +215,14 @@ class SetSliceOp(_SliceBase):
         _check_broadcastable(d, d.shape_of(y), target)
         return [d.shape_of(x)]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, y, *bounds):
         out = np.array(x, copy=True)
-        it = iter(int(b) for b in bounds)
-        key = []
-        for e in parse_spec(p.spec):
-            if e[0] == "index":
-                key.append(next(it) if e[1] is DYN else e[1])
-            else:
-                _, a, b, c = e
-                key.append(slice(next(it) if a is DYN else a, next(it) if b is DYN else b, c))
+        key = numpy_key(p.spec, bounds)
         if p.mode == "set":
-            out[tuple(key)] = y
+            out[key] = y
         else:
-            out[tuple(key)] += y
+            out[key] += y
         return [out]
 
     def lower(self, bz):
@@ -338,7 +333,7 @@ def source_index(em, xdims, indices, axes, bidx, rest_idx, read_index, what: str
 
 
 @irdl_op_definition
-class GatherOp(IkOp):
+class GatherOp(SameDtype, IkOp):
     """x[..., i, j, ...] with integer arrays at `axes` (numpy's advanced indexing)."""
 
     name = "ik.gather"
@@ -356,9 +351,6 @@ class GatherOp(IkOp):
     def shape_rule(cls, d, operands, p):
         return [gather_shape(d, d.shape_of(operands[0]), operands[1:], p.axes, p.front)[2]]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, *indices):
         return [np.asarray(_np_take(x, indices, p.axes, p.front), order="C")]
@@ -392,7 +384,7 @@ def _np_take(x, indices, axes, front):
 
 
 @irdl_op_definition
-class ScatterOp(IkOp):
+class ScatterOp(SameDtype, IkOp):
     """x with x[indices] set to y (mode "set", last wins) or incremented (mode "inc", all add)."""
 
     name = "ik.scatter"
@@ -415,9 +407,6 @@ class ScatterOp(IkOp):
         _check_broadcastable(d, d.shape_of(y), target)
         return [d.shape_of(x)]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, y, *indices):
         out = np.array(x, copy=True)

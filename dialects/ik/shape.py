@@ -17,7 +17,7 @@ from xdsl.dialects.builtin import TensorType, i64
 from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_def
 
 from irkit.dialects.ik import scalar as S
-from irkit.dialects.ik.base import IkOp, normalize_axis
+from irkit.dialects.ik.base import IkOp, SameDtype, normalize_axis
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
 
@@ -43,7 +43,7 @@ def target_dims(d, static: tuple[int, ...], operands) -> list:
 
 
 @irdl_op_definition
-class ReshapeOp(IkOp):
+class ReshapeOp(SameDtype, IkOp):
     """numpy's reshape (C order); one size may be -1 and is inferred."""
 
     name = "ik.reshape"
@@ -81,9 +81,6 @@ class ReshapeOp(IkOp):
             d.check(d.eq(d.product(target), total), message)
         return [target]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, *sizes):
         shape = list(p.shape)
@@ -100,7 +97,7 @@ def _fmt_dims(dims) -> str:
 
 
 @irdl_op_definition
-class TransposeOp(IkOp):
+class TransposeOp(SameDtype, IkOp):
     """Permute axes: result axis k is axis perm[k] of x."""
 
     name = "ik.transpose"
@@ -120,9 +117,6 @@ class TransposeOp(IkOp):
         xs = d.shape_of(operands[0])
         return [[xs[a] for a in p.perm]]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x):
         return [np.asarray(np.transpose(x, p.perm), order="C")]
@@ -139,7 +133,7 @@ class TransposeOp(IkOp):
 
 
 @irdl_op_definition
-class ExpandDimsOp(IkOp):
+class ExpandDimsOp(SameDtype, IkOp):
     """Insert axes of size 1 at `axes` (positions in the result)."""
 
     name = "ik.expand_dims"
@@ -161,9 +155,6 @@ class ExpandDimsOp(IkOp):
             out.append(1 if k in axes else next(it))
         return [out]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x):
         return [np.expand_dims(x, p.axes)]
@@ -177,7 +168,7 @@ class ExpandDimsOp(IkOp):
 
 
 @irdl_op_definition
-class SqueezeOp(IkOp):
+class SqueezeOp(SameDtype, IkOp):
     """Remove axes of size 1 (`axes`, positions in x); a dynamic one is checked at run time."""
 
     name = "ik.squeeze"
@@ -195,9 +186,6 @@ class SqueezeOp(IkOp):
             d.check(d.eq(xs[a], 1), f"cannot squeeze axis {a}: its size is not 1")
         return [[s for k, s in enumerate(xs) if k not in p.axes]]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x):
         return [np.squeeze(x, p.axes) if p.axes else x]
@@ -213,7 +201,7 @@ class SqueezeOp(IkOp):
 
 
 @irdl_op_definition
-class BroadcastToOp(IkOp):
+class BroadcastToOp(SameDtype, IkOp):
     """numpy's broadcast_to: x's dims must be 1 (statically) or equal the target's."""
 
     name = "ik.broadcast_to"
@@ -240,9 +228,6 @@ class BroadcastToOp(IkOp):
                                              f"cannot broadcast dim {k} of x to size of dim {off + k}")
         return [target]
 
-    @classmethod
-    def dtype_rule(cls, dtypes, p, dtype):
-        return [dtypes[0]]
 
     def evaluate(self, p, x, *sizes):
         it = iter(sizes)
