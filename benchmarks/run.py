@@ -153,7 +153,7 @@ def machine() -> dict:
     import xdsl
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "llvmlite": llvmlite.__version__,
-            "xdsl": getattr(xdsl, "__version__", "?"), "irkit": ik.__version__,
+            "xdsl": str(getattr(xdsl, "__version__", "?")), "irkit": ik.__version__,
             "irkit threads": ik.config.num_threads}
 
 
