@@ -145,7 +145,8 @@ class IRDims(DimAlgebra):
         return self._unknown(v)
 
     def data_dependent(self, key: object) -> object:
-        raise NotImplementedError("a data-dependent size is known only where the op computes it")
+        from irkit.errors import CompileError
+        raise CompileError("a data-dependent size is known only where the op computes it (its lower)")
 
     def _as(self, x: object) -> SSAValue:
         if isinstance(x, bool):

@@ -17,6 +17,7 @@ time, which the generated code checks.
 
 from __future__ import annotations
 
+import abc
 from typing import Callable, Sequence
 
 from xdsl.ir import SSAValue
@@ -26,23 +27,29 @@ from irkit.errors import ShapeError, split_kind
 Dim = object  # int | None | Sym | SSAValue, depending on the algebra
 
 
-class DimAlgebra:
+class DimAlgebra(abc.ABC):
     """Arithmetic and checks over dims; subclasses decide what a dynamic dim is."""
 
     def __init__(self, context: str = "") -> None:
         self.context = context  # e.g. "ik.add at train.py:12", prefixed to messages
 
     # -- hooks -------------------------------------------------------------
+    @abc.abstractmethod
     def shape_of(self, v: SSAValue) -> list[Dim]:
-        raise NotImplementedError
+        """The dims of tensor `v`."""
 
+    @abc.abstractmethod
     def unknown_value(self, v: SSAValue) -> Dim:
         """The value of a 0-d integer tensor that is not a shape computation."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def data_dependent(self, key: object) -> Dim:
+        """A size known only by running the program (the count of a mask)."""
 
     # -- ints fold; the rest is the subclass's ---------------------------------
+    @abc.abstractmethod
     def _dyn(self, kind: str, a: Dim, b: Dim) -> Dim:
-        raise NotImplementedError
+        """`kind` (add, mul, lt, ...) of a and b when one is not a known int."""
 
     def add(self, a: Dim, b: Dim) -> Dim:
         if isinstance(a, int) and isinstance(b, int):
@@ -146,8 +153,9 @@ class DimAlgebra:
             return a
         return self._select(cond, a, b)
 
+    @abc.abstractmethod
     def _select(self, cond: object, a: Dim, b: Dim) -> Dim:
-        raise NotImplementedError
+        """cond ? a : b when cond is not a known bool."""
 
     def check(self, cond: object, message: str) -> None:
         """Require `cond`; a known False raises now (ShapeError unless the message names
@@ -158,8 +166,9 @@ class DimAlgebra:
         if cond is not True:
             self._runtime_check(cond, self._message(message))
 
+    @abc.abstractmethod
     def _runtime_check(self, cond: object, message: str) -> None:
-        raise NotImplementedError
+        """Require cond when it is known only at run time."""
 
     def _message(self, message: str) -> str:
         """Put the op's context after the kind prefix: "IndexError: ik.slice at ...: text"."""
@@ -167,10 +176,6 @@ class DimAlgebra:
         prefix = "" if kind is ShapeError and not message.startswith("ShapeError: ") else \
             message[:message.index(": ") + 2]
         return f"{prefix}{self.context}: {text}" if self.context else message
-
-    def data_dependent(self, key: object) -> Dim:
-        """A size known only by running the program (the count of a mask)."""
-        raise NotImplementedError
 
     # -- the checks shape rules use ---------------------------------------
     def check_eq(self, a: Dim, b: Dim, message: str) -> Dim:
@@ -297,6 +302,9 @@ class SymbolicDims(DimAlgebra):
         if cond is False:
             kind, text = split_kind(message)
             raise kind(self._message(text))
+
+    def _runtime_check(self, cond: object, message: str) -> None:
+        """Fusion only learns from checks (check_eq merges symbols); it enforces none."""
 
     def check_eq(self, a: Dim, b: Dim, message: str) -> Dim:
         a, b = self.norm(a), self.norm(b)

@@ -39,7 +39,7 @@ from xdsl.irdl import IRDLOperation, ParsePropInAttrDict, opt_prop_def, traits_d
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from irkit.errors import IrkitError, ShapeError, SourceLoc
+from irkit.errors import CompileError, IrkitError, ShapeError, SourceLoc
 from irkit.shapes import DimAlgebra, StaticDims
 from irkit.types import dtype_of, format_type, static_shape, tensor_type
 
@@ -141,18 +141,18 @@ class IkOp(IRDLOperation):
     # -- rules ---------------------------------------------------------------
     @classmethod
     def shape_rule(cls, d: DimAlgebra, operands: Sequence[SSAValue], p: Params) -> list[list]:
-        raise NotImplementedError(f"{cls.name} has no shape rule")
+        raise CompileError(f"{cls.name} states no shape rule")
 
     @classmethod
     def dtype_rule(cls, dtypes: list[np.dtype], p: Params, dtype: np.dtype | None) -> list[np.dtype]:
-        raise NotImplementedError(f"{cls.name} has no dtype rule")
+        raise CompileError(f"{cls.name} states no dtype rule")
 
     @classmethod
     def check_operands(cls, operands: Sequence[SSAValue], p: Params) -> None:
         """Extra build-time checks (ranks, axes); raise ShapeError/DTypeError."""
 
     def evaluate(self, p: Params, *args: np.ndarray) -> list[np.ndarray]:
-        raise NotImplementedError(f"{self.name} cannot be evaluated")
+        raise CompileError(f"{self.name} has no numpy reference to evaluate with")
 
     # -- parameters ----------------------------------------------------------
     @classmethod

@@ -19,7 +19,7 @@ from xdsl.irdl import irdl_op_definition, operand_def, result_def
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, Params, broadcast_rule
 from irkit.dtypes import float_result, promote, ufunc_result
-from irkit.errors import DTypeError
+from irkit.errors import CompileError, DTypeError
 from irkit.shapes import DimAlgebra
 from irkit.types import dtype_of
 
@@ -59,7 +59,8 @@ class ElementwiseOp(IkOp):
         return self.scalar(em, *args, dt=cdt)
 
     def scalar(self, em, *args: SSAValue, dt: np.dtype) -> SSAValue:
-        raise NotImplementedError
+        """One element of the result from one element of each operand, in dtype dt."""
+        raise CompileError(f"{self.name} states no scalar rule")
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ size is known, at run time otherwise); the sum of nothing is 0.
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import numpy as np
@@ -98,11 +99,13 @@ class ReduceOp(IkOp):
     def final_dtype(self, acc_dt: np.dtype) -> np.dtype:
         return acc_dt
 
+    @abc.abstractmethod
     def initial(self, em, dt: np.dtype) -> list:
-        raise NotImplementedError
+        """The accumulators' starting values."""
 
+    @abc.abstractmethod
     def combine(self, em, accs, x, ivs, extents, dt) -> list:
-        raise NotImplementedError
+        """The accumulators after taking element x (at reduction index ivs within extents)."""
 
 
 class _AddLike(ReduceOp):
