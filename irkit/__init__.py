@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 from irkit.errors import (  # noqa: E402  (errors first: the rest imports them)
     CompileError,
     DeviceError,
+    DisconnectedInputError,
     DTypeError,
     GradientError,
+    GradientUndefinedError,
     IndexOutOfBoundsError,
     InvalidValueError,
     IrkitError,
@@ -34,4 +36,5 @@ from irkit.leaves import (  # noqa: E402
     tensor4, vector,
 )
 from irkit.function import Function, function  # noqa: E402
+from irkit.gradients import Lop, Rop, grad, hessian, jacobian, jvp, stop_gradient, verify_grad, vjp  # noqa: E402
 from irkit.debugprint import debugprint  # noqa: E402

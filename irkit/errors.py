@@ -39,6 +39,14 @@ class GradientError(IrkitError, AssertionError):
     """A symbolic gradient that disagrees with finite differences."""
 
 
+class GradientUndefinedError(IrkitError, ValueError):
+    """A derivative asked of an op that has none (or through a path that has none)."""
+
+
+class DisconnectedInputError(IrkitError, ValueError):
+    """A gradient with respect to a variable the cost does not depend on."""
+
+
 class DeviceError(IrkitError, RuntimeError):
     """No usable GPU or driver."""
 

@@ -35,8 +35,50 @@ def inserting_before(op: Operation, loc: SourceLoc | None = None, rewriter=None)
         _stack.pop()
 
 
+@contextlib.contextmanager
+def detached(loc: SourceLoc | None = None) -> Iterator[list[Operation]]:
+    """Ops built inside this block stay detached (with `loc`), even within inserting_before;
+    the list it yields collects them, so that the caller can insert or erase them (a detached
+    op still counts as a use of its operands)."""
+    created: list[Operation] = []
+    _stack.append((None, loc, created))
+    try:
+        yield created
+    finally:
+        _stack.pop()
+
+
+def discard(created: list[Operation]) -> None:
+    """Erase detached ops that were not inserted, users first, so no stray uses remain."""
+    for op in reversed(created):
+        if op.parent is None:
+            op.erase(safe_erase=False)
+
+
+def attach_before(value, anchor: Operation, rewriter=None) -> None:
+    """Insert before `anchor` the detached ops `value` is computed from, producers first."""
+    order, seen = [], set()
+    stack = [(value.owner, False)]
+    while stack:
+        op, done = stack.pop()
+        if not isinstance(op, Operation) or op.parent is not None or (op in seen and not done):
+            continue
+        if done:
+            order.append(op)
+            continue
+        seen.add(op)
+        stack.append((op, True))
+        stack.extend((v.owner, False) for v in op.operands)
+    point = InsertPoint.before(anchor)
+    for op in order:
+        if rewriter is not None:
+            rewriter.insert(op, point)
+        else:
+            Rewriter.insert_op(op, point)
+
+
 def building_detached() -> bool:
-    return not _stack
+    return not _stack or _stack[-1][0] is None
 
 
 def current_location() -> SourceLoc | None:
@@ -49,7 +91,9 @@ def place(op: Operation) -> Operation:
     """Insert a freshly made op where the current context says (or leave it detached)."""
     if _stack:
         point, _, rewriter = _stack[-1]
-        if rewriter is not None:
+        if point is None:
+            rewriter.append(op)  # detached(): the list that collects what was built
+        elif rewriter is not None:
             rewriter.insert(op, point)
         else:
             Rewriter.insert_op(op, point)

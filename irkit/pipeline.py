@@ -1,6 +1,6 @@
 """The default pipeline, stage by stage, and the context that knows every dialect.
 
-    tensor:  canonicalize, constant-fold, stabilize, canonicalize, cse, dce
+    tensor:  stabilize, autodiff, canonicalize, constant-fold, stabilize, canonicalize, cse, dce
     fused:   decompose, canonicalize, cse, fuse
     loops:   bufferize, lower-to-loops
 
@@ -21,7 +21,10 @@ from irkit.config import config
 from irkit.errors import CompileError, IrkitError
 
 STAGES = {
-    "tensor": ["canonicalize", "constant-fold", "stabilize", "canonicalize", "cse", "dce"],
+    # stabilize first (log∘softmax is differentiated as log_softmax), autodiff, then the
+    # rewrites again over the gradients too
+    "tensor": ["stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize", "canonicalize", "cse",
+               "dce"],
     "fused": ["decompose", "canonicalize", "cse", "fuse"],
     "loops": ["bufferize", "lower-to-loops"],
 }
@@ -30,10 +33,11 @@ DEFAULT = [p for stage in STAGES.values() for p in stage]
 
 def make_context() -> Context:
     from irkit.dialects.arith_ext import ARITH
+    from irkit.dialects.autodiff import IKAD
     from irkit.dialects.fused import IKF
     from irkit.dialects.ik import IK
     ctx = Context()
-    for d in (builtin.Builtin, func.Func, ARITH, math.Math, scf.Scf, memref.MemRef, cf.Cf, IK, IKF):
+    for d in (builtin.Builtin, func.Func, ARITH, math.Math, scf.Scf, memref.MemRef, cf.Cf, IK, IKAD, IKF):
         ctx.load_dialect(d)
     return ctx
 

@@ -16,6 +16,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from xdsl.transforms.common_subexpression_elimination import CommonSubexpressionElimination
     from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
+    from irkit.passes.autodiff import AutodiffPass
     from irkit.passes.bufferize import BufferizePass
     from irkit.passes.canonicalize import CanonicalizePass
     from irkit.passes.constant_fold import ConstantFoldPass
@@ -24,7 +25,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from irkit.passes.lower_to_loops import LowerToLoopsPass
     from irkit.passes.stabilize import StabilizePass
 
-    classes = [CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
+    classes = [AutodiffPass, CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
                DeadCodeElimination, DecomposePass, FusePass, BufferizePass, LowerToLoopsPass]
     return {cls.name: (lambda cls=cls: cls) for cls in classes}
 

@@ -18,6 +18,7 @@ from xdsl.pattern_rewriter import GreedyRewritePatternApplier, PatternRewriteWal
 from xdsl.transforms.canonicalize import CanonicalizationRewritePattern
 from xdsl.transforms.dead_code_elimination import region_dce
 
+from irkit import graph
 from irkit import ops as K
 from irkit.dialects import ik as I
 from irkit.passes.rules import RuleTable, is_const, owner, splat, var
@@ -126,8 +127,7 @@ def reshape_reshape(op):
         return op.x
     inner = owner(op.x, I.ReshapeOp)
     if inner is not None:
-        new = I.ReshapeOp.make([inner.x, *op.sizes], shape=op.params.shape)
-        return _insert(new)
+        return graph.place(I.ReshapeOp.make([inner.x, *op.sizes], shape=op.params.shape)).results[0]
 
 
 def squeeze_expand(op):
@@ -157,12 +157,6 @@ def idempotent(op):
         return op.x
     if isinstance(op, I.AbsOp) and (neg := owner(op.x, I.NegOp)) is not None:
         return K.abs(var(neg.x))
-
-
-def _insert(op):
-    from irkit import graph
-    graph.place(op)
-    return op.results[0]
 
 
 RULES = [

@@ -178,30 +178,38 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
         gs = groups_of.get(u)
         return None if gs is None else {g.find() for g in gs}
 
+    root_group: dict[Operation, Group] = {}
+
     def new_root(op: Operation) -> None:
-        groups_of[op] = {Group(op, shapes.get(op.results[0], []))}
+        group = Group(op, shapes.get(op.results[0], []))
+        groups_of[op] = {group}
+        root_group[op] = group
 
     def same_shape(a: list, b: list) -> bool:
         return len(a) == len(b) and all(algebra.same(x, y) for x, y in zip(a, b))
 
-    def reaches_through_outside(g: Group, others: set[Group], after: int) -> bool:
-        """Whether g depends on another group in `others` through an op outside them all."""
-        inside = {m: h for h in others for m in h.members}
-        stack = [(v.owner, False) for m in g.members for v in m.operands if isinstance(v.owner, Operation)]
-        seen = set()
+    def creates_cycle(target: set[Group], at: int) -> bool:
+        """Whether merging `target` into one kernel makes a cycle: an input of the merged
+        kernel computed, through other kernels or ops, from one of its own values.
+        (Ops not yet visited come before `at` and cannot depend on any kernel.)"""
+        members = set().union(*(g.members for g in target))
+        stack = [v.owner for m in members for v in m.operands
+                 if isinstance(v.owner, Operation) and v.owner not in members]
+        seen: set = set()
         while stack:
-            op, via_outside = stack.pop()
-            if op in g.members or index.get(op, -1) <= after or (op, via_outside) in seen:
+            op = stack.pop()
+            if op in members:
+                return True
+            if op in seen or index.get(op, -1) <= at:
                 continue
-            seen.add((op, via_outside))
-            h = inside.get(op)
-            if h is not None and h is not g:
-                if via_outside:
-                    return True
-                continue
-            for v in op.operands:
-                if isinstance(v.owner, Operation):
-                    stack.append((v.owner, via_outside or h is None))
+            seen.add(op)
+            group = root_group.get(op)
+            if group is not None:  # another kernel: it depends on its own inputs
+                group = group.find()
+                stack.extend(v.owner for m in group.members for v in m.operands
+                             if isinstance(v.owner, Operation) and v.owner not in group.members)
+            else:
+                stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
         return False
 
     def try_merge(target: set[Group], at: int) -> Group | None:
@@ -210,7 +218,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             return None
         if sum(len(g.members) for g in gs) >= max_ops:
             return None
-        if any(reaches_through_outside(g, target, at) for g in gs):
+        if creates_cycle(target, at):
             return None
         main = gs[0]
         for g in gs[1:]:

@@ -2,8 +2,8 @@
 replacement (or None), applied by one pattern (tinygrad's PatternMatcher, MLIR's DRR).
 
 A rule reads like the identity it states and builds its replacement with the
-Python API (`irkit.ops`), which inserts before the matched op and keeps its
-source location.
+Python API (`irkit.ops`); the new ops are built detached, with the matched op's
+source location, and inserted before it only when the replacement is accepted.
 """
 
 from __future__ import annotations
@@ -59,12 +59,15 @@ class RuleTable(RewritePattern):
         if not rules:
             return
         for rule in rules:
-            with graph.inserting_before(op, op_location(op), rewriter):
+            # the replacement is built detached and inserted only once accepted, so a
+            # rejected one leaves the IR untouched (and the walker sees no change)
+            with graph.detached(op_location(op)) as created:
                 new = rule(op)
-            if new is None:
-                continue
             value = new.value if isinstance(new, Variable) else new
-            if value.type != op.results[0].type:
+            if value is None or value.type != op.results[0].type:
+                graph.discard(created)
                 continue
+            graph.attach_before(value, op, rewriter)
+            graph.discard(created)
             rewriter.replace(op, [], [value])
             return

@@ -51,11 +51,12 @@ class IrkitOptMain(xDSLOptMain):
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
         from irkit.dialects.arith_ext import ARITH
+        from irkit.dialects.autodiff import IKAD
         from irkit.dialects.fused import IKF
         from irkit.dialects.ik import IK
         # irkit's arith is xDSL's plus arith.remf; it replaces xDSL's (not yet loaded) factory
         self.ctx._registered_dialects["arith"] = lambda: ARITH
-        for d in (IK, IKF):
+        for d in (IK, IKAD, IKF):
             if d.name not in self.ctx.registered_dialect_names:
                 self.ctx.register_dialect(d.name, lambda d=d: d)
 

@@ -158,6 +158,21 @@ class FillOp(IkOp):
         v = em.at(self.value, [])
         return S.convert(em, v, dtype_of(self.value.type), dtype_of(self.result.type))
 
+    def vjp(self, g, ins, out):
+        """The fill value gets the sum of g over the whole array."""
+        from irkit import ops as K
+        from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype
+        value = ins[0]
+        if not float_dtype(value):
+            return [None] * len(ins)
+        nb = batch_dims(g, out)
+        total = K.sum(g, tuple(range(nb, g.ndim))) if g.ndim > nb else g
+        return [as_dtype_of(total, value)] + [None] * (len(ins) - 1)
+
+    def jvp(self, ts, ins, out):
+        from irkit import ops as K
+        return None if ts[0] is None else K.broadcast_to(K.cast(ts[0], out.dtype), out.shape)
+
 
 @irdl_op_definition
 class ArangeOp(IkOp):

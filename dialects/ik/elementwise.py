@@ -19,7 +19,9 @@ from xdsl.irdl import irdl_op_definition, operand_def, result_def
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, Params, broadcast_rule
 from irkit.dtypes import float_result, promote, ufunc_result
-from irkit.errors import CompileError, DTypeError
+from irkit import ops as K
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast
+from irkit.errors import CompileError, DTypeError, GradientUndefinedError
 from irkit.shapes import DimAlgebra
 from irkit.types import dtype_of
 
@@ -71,43 +73,70 @@ class UnaryOp(ElementwiseOp):
     x = operand_def(TensorType)
     result = result_def(TensorType)
 
+    def derivative(self, x, y):
+        """dy/dx elementwise as a Variable; None for a zero derivative (piecewise constant).
+        Ops without a derivative have no gradient (an error if a gradient must pass)."""
+        raise GradientUndefinedError(f"{self.name} has no derivative")
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        if not float_dtype(x):
+            return [None]
+        d = self.derivative(x, out)
+        return [None if d is None else as_dtype_of(g * d, x)]
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        d = self.derivative(ins[0], out)
+        return None if d is None else as_dtype_of(ts[0] * d, out)
+
 
 class UnaryMathOp(UnaryOp):
     """A float function from the `math` dialect; integer inputs convert first (numpy's rule)."""
 
-
     def scalar(self, em, x, dt):
         return em.emit(self.MATH_OP(x))
 
+    def derivative(self, x, y):
+        return type(self).DERIVATIVE(x, y)
 
-def _unary_math(opname: str, fn: Callable, math_op: type, doc: str) -> type:
+
+def _unary_math(opname: str, fn: Callable, math_op: type, doc: str, derivative: Callable) -> type:
+    """A unary math op: its numpy reference, its math-dialect op and dy/dx = derivative(x, y)."""
     cls = type(f"{opname.title().replace('_', '')}Op", (UnaryMathOp,),
                {"name": f"ik.{opname}", "NUMPY": staticmethod(fn), "MATH_OP": math_op, "__doc__": doc,
-                "__module__": __name__, "__annotations__": {"NUMPY": "ClassVar", "MATH_OP": "ClassVar"}})
+                "DERIVATIVE": staticmethod(derivative), "__module__": __name__,
+                "__annotations__": {"NUMPY": "ClassVar", "MATH_OP": "ClassVar", "DERIVATIVE": "ClassVar"}})
     return irdl_op_definition(cls)
 
 
-ExpOp = _unary_math("exp", np.exp, math.ExpOp, "e**x")
-Exp2Op = _unary_math("exp2", np.exp2, math.Exp2Op, "2**x")
-Expm1Op = _unary_math("expm1", np.expm1, math.ExpM1Op, "e**x - 1, accurate near 0")
-LogOp = _unary_math("log", np.log, math.LogOp, "natural logarithm")
-Log2Op = _unary_math("log2", np.log2, math.Log2Op, "base-2 logarithm")
-Log10Op = _unary_math("log10", np.log10, math.Log10Op, "base-10 logarithm")
-Log1pOp = _unary_math("log1p", np.log1p, math.Log1pOp, "log(1 + x), accurate near 0")
-SqrtOp = _unary_math("sqrt", np.sqrt, math.SqrtOp, "square root")
-SinOp = _unary_math("sin", np.sin, math.SinOp, "sine")
-CosOp = _unary_math("cos", np.cos, math.CosOp, "cosine")
-TanOp = _unary_math("tan", np.tan, math.TanOp, "tangent")
-SinhOp = _unary_math("sinh", np.sinh, math.SinhOp, "hyperbolic sine")
-CoshOp = _unary_math("cosh", np.cosh, math.CoshOp, "hyperbolic cosine")
-TanhOp = _unary_math("tanh", np.tanh, math.TanhOp, "hyperbolic tangent")
-ArcsinOp = _unary_math("arcsin", np.arcsin, math.AsinOp, "inverse sine")
-ArccosOp = _unary_math("arccos", np.arccos, math.AcosOp, "inverse cosine")
-ArctanOp = _unary_math("arctan", np.arctan, math.AtanOp, "inverse tangent")
-ArcsinhOp = _unary_math("arcsinh", np.arcsinh, math.AsinhOp, "inverse hyperbolic sine")
-ArccoshOp = _unary_math("arccosh", np.arccosh, math.AcoshOp, "inverse hyperbolic cosine")
-ArctanhOp = _unary_math("arctanh", np.arctanh, math.AtanhOp, "inverse hyperbolic tangent")
-ErfOp = _unary_math("erf", scipy.special.erf, math.ErfOp, "the error function")
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+ExpOp = _unary_math("exp", np.exp, math.ExpOp, "e**x", lambda x, y: y)
+Exp2Op = _unary_math("exp2", np.exp2, math.Exp2Op, "2**x", lambda x, y: y * _LN2)
+Expm1Op = _unary_math("expm1", np.expm1, math.ExpM1Op, "e**x - 1, accurate near 0", lambda x, y: y + 1)
+LogOp = _unary_math("log", np.log, math.LogOp, "natural logarithm", lambda x, y: 1 / x)
+Log2Op = _unary_math("log2", np.log2, math.Log2Op, "base-2 logarithm", lambda x, y: 1 / (x * _LN2))
+Log10Op = _unary_math("log10", np.log10, math.Log10Op, "base-10 logarithm", lambda x, y: 1 / (x * _LN10))
+Log1pOp = _unary_math("log1p", np.log1p, math.Log1pOp, "log(1 + x), accurate near 0", lambda x, y: 1 / (x + 1))
+SqrtOp = _unary_math("sqrt", np.sqrt, math.SqrtOp, "square root", lambda x, y: 0.5 / y)
+SinOp = _unary_math("sin", np.sin, math.SinOp, "sine", lambda x, y: K.cos(x))
+CosOp = _unary_math("cos", np.cos, math.CosOp, "cosine", lambda x, y: -K.sin(x))
+TanOp = _unary_math("tan", np.tan, math.TanOp, "tangent", lambda x, y: 1 + y * y)
+SinhOp = _unary_math("sinh", np.sinh, math.SinhOp, "hyperbolic sine", lambda x, y: K.cosh(x))
+CoshOp = _unary_math("cosh", np.cosh, math.CoshOp, "hyperbolic cosine", lambda x, y: K.sinh(x))
+TanhOp = _unary_math("tanh", np.tanh, math.TanhOp, "hyperbolic tangent", lambda x, y: 1 - y * y)
+ArcsinOp = _unary_math("arcsin", np.arcsin, math.AsinOp, "inverse sine", lambda x, y: 1 / K.sqrt(1 - x * x))
+ArccosOp = _unary_math("arccos", np.arccos, math.AcosOp, "inverse cosine", lambda x, y: -1 / K.sqrt(1 - x * x))
+ArctanOp = _unary_math("arctan", np.arctan, math.AtanOp, "inverse tangent", lambda x, y: 1 / (1 + x * x))
+ArcsinhOp = _unary_math("arcsinh", np.arcsinh, math.AsinhOp, "inverse hyperbolic sine",
+                        lambda x, y: 1 / K.sqrt(x * x + 1))
+ArccoshOp = _unary_math("arccosh", np.arccosh, math.AcoshOp, "inverse hyperbolic cosine",
+                        lambda x, y: 1 / K.sqrt(x * x - 1))
+ArctanhOp = _unary_math("arctanh", np.arctanh, math.AtanhOp, "inverse hyperbolic tangent",
+                        lambda x, y: 1 / (1 - x * x))
+ErfOp = _unary_math("erf", scipy.special.erf, math.ErfOp, "the error function",
+                    lambda x, y: float(2 / np.sqrt(np.pi)) * K.exp(-x * x))
 
 
 def _same_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
@@ -126,6 +155,9 @@ class NegOp(UnaryOp):
             return em.emit(arith.NegfOp(x))
         return em.emit(arith.SubiOp(S.constant(em, 0, dt), x))
 
+    def derivative(self, x, y):
+        return -1.0
+
 
 @irdl_op_definition
 class AbsOp(UnaryOp):
@@ -140,6 +172,9 @@ class AbsOp(UnaryOp):
         if S.is_unsigned(dt):
             return x
         return em.emit(math.AbsIOp(x))
+
+    def derivative(self, x, y):
+        return K.sign(x)  # 0 at 0 (the subgradient numpy's sign gives)
 
 
 @irdl_op_definition
@@ -162,6 +197,9 @@ class SignOp(UnaryOp):
         neg = em.emit(arith.CmpiOp(x, zero, "slt"))
         return em.emit(arith.SelectOp(pos, one, em.emit(arith.SelectOp(neg, minus, zero))))
 
+    def derivative(self, x, y):
+        return None  # piecewise constant: zero gradient
+
 
 class _RoundingOp(UnaryOp):
     """Rounding to an integral value; the identity on integer dtypes."""
@@ -169,6 +207,9 @@ class _RoundingOp(UnaryOp):
 
     def scalar(self, em, x, dt):
         return em.emit(self.MATH_OP(x)) if dt.kind == "f" else x
+
+    def derivative(self, x, y):
+        return None  # piecewise constant: zero gradient
 
 
 @irdl_op_definition
@@ -236,6 +277,9 @@ class SigmoidOp(UnaryOp):
         e = em.emit(math.ExpOp(em.emit(arith.NegfOp(x))))
         return em.emit(arith.DivfOp(one, em.emit(arith.AddfOp(one, e))))
 
+    def derivative(self, x, y):
+        return y * (1 - y)
+
 
 @irdl_op_definition
 class SoftplusOp(UnaryOp):
@@ -249,6 +293,9 @@ class SoftplusOp(UnaryOp):
         pos = em.emit(arith.MaximumfOp(x, zero))
         tail = em.emit(math.Log1pOp(em.emit(math.ExpOp(em.emit(arith.NegfOp(em.emit(math.AbsFOp(x))))))))
         return em.emit(arith.AddfOp(pos, tail))
+
+    def derivative(self, x, y):
+        return K.sigmoid(x)
 
 
 @irdl_op_definition
@@ -266,6 +313,9 @@ class ReluOp(UnaryOp):
             return x
         return em.emit(arith.MaxSIOp(x, zero))
 
+    def derivative(self, x, y):
+        return K.cast(x > 0, y.dtype)  # 0 at 0
+
 
 @irdl_op_definition
 class SquareOp(UnaryOp):
@@ -280,6 +330,9 @@ class SquareOp(UnaryOp):
         if dt.kind == "b":
             return x
         return em.emit(arith.MuliOp(x, x))
+
+    def derivative(self, x, y):
+        return 2 * x
 
 
 @irdl_op_definition
@@ -351,6 +404,18 @@ class BinaryOp(ElementwiseOp):
     rhs = operand_def(TensorType)
     result = result_def(TensorType)
 
+    def partials(self, a, b, out):
+        """(d out/d a, d out/d b) elementwise: Variables or numbers, None for zero."""
+        raise GradientUndefinedError(f"{self.name} has no derivative")
+
+    def vjp(self, g, ins, out):
+        a, b = ins
+        nb = batch_dims(g, out)
+        return [_cotangent(g, d, x, nb) for d, x in zip(self.partials(a, b, out), ins)]
+
+    def jvp(self, ts, ins, out):
+        return _tangent(ts, self.partials(*ins, out), out)
+
     INDEX_RULE: ClassVar[str | None] = None  # the DimAlgebra method a 0-d integer result is
 
     def index_value(self, d: DimAlgebra):
@@ -359,6 +424,29 @@ class BinaryOp(ElementwiseOp):
                 dtype_of(self.result.type).kind not in "iu":
             return NotImplemented
         return getattr(d, self.INDEX_RULE)(d.value(self.lhs), d.value(self.rhs))
+
+
+def _cotangent(g, d, x, nb: int):
+    """The cotangent of operand x from the result's g and the partial d (None: zero)."""
+    if d is None or not float_dtype(x):
+        return None
+    return unbroadcast(g if isinstance(d, (int, float)) and d == 1 else g * d, x, nb)
+
+
+def _tangent(ts, partials, out):
+    """The result's tangent: the sum of each operand's tangent times its partial."""
+    total = None
+    for t, d in zip(ts, partials):
+        if t is None or d is None:
+            continue
+        term = t if isinstance(d, (int, float)) and d == 1 else t * d
+        total = term if total is None else total + term
+    if total is None:
+        return None
+    total = as_dtype_of(total, out)
+    if total.static_shape != out.static_shape:
+        total = K.broadcast_to(total, out.shape)
+    return total
 
 
 def _by_kind(dt: np.dtype, f, i, u=None, b=None):
@@ -380,6 +468,9 @@ class AddOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.AddfOp, arith.AddiOp, b=arith.OrIOp)(a, b))
 
+    def partials(self, a, b, out):
+        return 1, 1
+
 
 @irdl_op_definition
 class SubOp(BinaryOp):
@@ -391,6 +482,9 @@ class SubOp(BinaryOp):
 
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.SubfOp, arith.SubiOp)(a, b))
+
+    def partials(self, a, b, out):
+        return 1, -1
 
 
 @irdl_op_definition
@@ -404,6 +498,9 @@ class MulOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MulfOp, arith.MuliOp, b=arith.AndIOp)(a, b))
 
+    def partials(self, a, b, out):
+        return b, a
+
 
 @irdl_op_definition
 class TrueDivOp(BinaryOp):
@@ -414,6 +511,9 @@ class TrueDivOp(BinaryOp):
 
     def scalar(self, em, a, b, dt):
         return em.emit(arith.DivfOp(a, b))
+
+    def partials(self, a, b, out):
+        return 1 / b, -out / b
 
 
 @irdl_op_definition
@@ -427,6 +527,9 @@ class FloorDivOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return S.floor_divide(em, a, b, dt)
 
+    def partials(self, a, b, out):
+        return None, None  # piecewise constant
+
 
 @irdl_op_definition
 class ModOp(BinaryOp):
@@ -438,6 +541,9 @@ class ModOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return S.remainder(em, a, b, dt)
 
+    def partials(self, a, b, out):
+        return 1, -K.floor(a / b)  # numpy: a % b = a - floor(a / b) * b
+
 
 @irdl_op_definition
 class PowOp(BinaryOp):
@@ -448,6 +554,10 @@ class PowOp(BinaryOp):
 
     def scalar(self, em, a, b, dt):
         return S.power(em, a, b, dt)
+
+    def partials(self, a, b, out):
+        # d/db is log(a) a**b where a > 0, 0 elsewhere (a**b is 0 or undefined there)
+        return b * a ** (b - 1), K.where(a > 0, K.log(K.where(a > 0, a, 1)) * out, 0)
 
 
 @irdl_op_definition
@@ -461,6 +571,9 @@ class MaximumOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MaximumfOp, arith.MaxSIOp, u=arith.MaxUIOp, b=arith.OrIOp)(a, b))
 
+    def partials(self, a, b, out):
+        return K.cast(a >= b, out.dtype), K.cast(a < b, out.dtype)  # a tie goes to a
+
 
 @irdl_op_definition
 class MinimumOp(BinaryOp):
@@ -473,6 +586,9 @@ class MinimumOp(BinaryOp):
     def scalar(self, em, a, b, dt):
         return em.emit(_by_kind(dt, arith.MinimumfOp, arith.MinSIOp, u=arith.MinUIOp, b=arith.AndIOp)(a, b))
 
+    def partials(self, a, b, out):
+        return K.cast(a <= b, out.dtype), K.cast(a > b, out.dtype)  # a tie goes to a
+
 
 @irdl_op_definition
 class Arctan2Op(BinaryOp):
@@ -483,6 +599,10 @@ class Arctan2Op(BinaryOp):
 
     def scalar(self, em, a, b, dt):
         return em.emit(math.Atan2Op(a, b))
+
+    def partials(self, a, b, out):
+        r2 = a * a + b * b
+        return b / r2, -a / r2
 
 
 class _BitwiseOp(BinaryOp):
@@ -573,6 +693,20 @@ class WhereOp(ElementwiseOp):
     def dtype_rule(cls, dtypes, p, dtype):
         return [promote(dtypes[1], dtypes[2])]
 
+    def vjp(self, g, ins, out):
+        c, a, b = ins
+        nb = batch_dims(g, out)
+        zero = K.zeros((), g.dtype)
+        return [None, _cotangent(K.where(c, g, zero), 1, a, nb), _cotangent(K.where(c, zero, g), 1, b, nb)]
+
+    def jvp(self, ts, ins, out):
+        if ts[1] is None and ts[2] is None:
+            return None
+        zero = K.zeros((), out.dtype)
+        ta = ts[1] if ts[1] is not None else zero
+        tb = ts[2] if ts[2] is not None else zero
+        return _tangent([K.where(ins[0], ta, tb)], [1], out)
+
     def emit_element(self, em, idx):
         out = dtype_of(self.result.type)
         c = S.convert(em, em.operand(self.cond, idx), dtype_of(self.cond.type), np.dtype(bool))
@@ -591,6 +725,20 @@ class ClipOp(ElementwiseOp):
     hi = operand_def(TensorType)
     result = result_def(TensorType)
     NUMPY: ClassVar = staticmethod(np.clip)
+
+    def vjp(self, g, ins, out):
+        x, lo, hi = ins
+        nb = batch_dims(g, out)
+        return [_cotangent(g, d, v, nb) for d, v in zip(self._partials(x, lo, hi, out), ins)]
+
+    def jvp(self, ts, ins, out):
+        return _tangent(ts, self._partials(*ins, out), out)
+
+    @staticmethod
+    def _partials(x, lo, hi, out):
+        """x passes through between the bounds, bounds included; a bound below or above."""
+        dt = out.dtype
+        return (K.cast((x >= lo) & (x <= hi), dt), K.cast(x < lo, dt), K.cast(x > hi, dt))
 
     def scalar(self, em, x, lo, hi, dt):
         mx = _by_kind(dt, arith.MaximumfOp, arith.MaxSIOp, u=arith.MaxUIOp, b=arith.OrIOp)
@@ -615,6 +763,12 @@ class CastOp(ElementwiseOp):
     def evaluate(self, p, x):
         with np.errstate(all="ignore"):
             return [np.asarray(x).astype(dtype_of(self.result.type))]
+
+    def vjp(self, g, ins, out):
+        return [as_dtype_of(g, ins[0]) if float_dtype(ins[0]) else None]
+
+    def jvp(self, ts, ins, out):
+        return as_dtype_of(ts[0], out) if ts[0] is not None and float_dtype(out) else None
 
     def emit_element(self, em, idx):
         x = em.operand(self.x, idx)

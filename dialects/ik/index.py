@@ -24,7 +24,9 @@ from xdsl.ir import Block, Region
 from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_def, var_result_def
 from xdsl.rewriter import InsertPoint
 
+from irkit import ops as K
 from irkit.dialects.ik import scalar as S
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast, zeros_for
 from irkit.dialects.ik.base import IkOp, SameDtype, broadcast_rule
 from irkit.errors import ShapeError
 from irkit.loops import INDEX, Cursor, broadcast_index
@@ -76,6 +78,11 @@ def parse_spec(spec: str):
         else:
             raise ShapeError(f"bad slice entry {part!r}")
     return entries
+
+
+def _batched_spec(spec: str, nb: int) -> str:
+    """The same window with nb leading batch axes taken whole."""
+    return ", ".join([":"] * nb + ([spec] if spec.strip() else []))
 
 
 def numpy_key(spec: str, bounds) -> tuple:
@@ -177,6 +184,21 @@ class SliceOp(SameDtype, _SliceBase):
     def evaluate(self, p, x, *bounds):
         return [np.asarray(x[numpy_key(p.spec, bounds)], order="C")]
 
+    def vjp(self, g, ins, out):
+        """g written into the window of zeros shaped like x."""
+        x, bounds = ins[0], ins[1:]
+        if not float_dtype(x):
+            return [None] * len(ins)
+        nb = batch_dims(g, out)
+        gx = K._emit(SetSliceOp, [zeros_for(x, g, nb), as_dtype_of(g, x), *bounds],
+                     spec=_batched_spec(self.params.spec, nb), mode="set")
+        return [gx] + [None] * len(bounds)
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        return K._emit(SliceOp, [ts[0], *ins[1:]], spec=self.params.spec)
+
     def emit_element(self, em, idx):
         win = window(em.d, em.dims(self.x), parse_spec(self.params.spec), self.bounds)
         it = iter(idx)
@@ -224,6 +246,31 @@ class SetSliceOp(SameDtype, _SliceBase):
         else:
             out[key] += y
         return [out]
+
+    def vjp(self, g, ins, out):
+        """x: g, with the window zeroed when it was overwritten; y: g's window."""
+        x, y, bounds = ins[0], ins[1], ins[2:]
+        nb = batch_dims(g, out)
+        spec = _batched_spec(self.params.spec, nb)
+        gx = None
+        if float_dtype(x):
+            gx = g
+            if self.params.mode == "set":
+                window = K._emit(SliceOp, [g, *bounds], spec=spec)
+                gx = K._emit(SetSliceOp, [g, K.zeros_like(window), *bounds], spec=spec, mode="set")
+        gy = None
+        if float_dtype(y):
+            gy = unbroadcast(K._emit(SliceOp, [g, *bounds], spec=spec), y, nb)
+        return [gx, gy] + [None] * len(bounds)
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None and ts[1] is None:
+            return None
+        x, y, bounds = ins[0], ins[1], ins[2:]
+        tx = ts[0] if ts[0] is not None else K.zeros_like(x)
+        ty = ts[1] if ts[1] is not None else K.zeros_like(y, x.dtype)
+        return K._emit(SetSliceOp, [tx, as_dtype_of(ty, x), *bounds], spec=self.params.spec,
+                       mode=self.params.mode)
 
     def lower(self, bz):
         """x copied (or overwritten in place when x dies here), then the window written."""
@@ -280,6 +327,26 @@ def gather_shape(d, xdims, operands, axes, front):
         return bshape, rest, bshape + rest
     first = axes[0]
     return bshape, rest, rest[:first] + bshape + rest[first:]
+
+
+def broadcast_rule_static(indices) -> list:
+    from irkit.shapes import StaticDims
+    return broadcast_rule(StaticDims(), [v.value if hasattr(v, "value") else v for v in indices])
+
+
+def _batch_after_front(g, nb: int, brank: int, front: bool):
+    """With `front`, a batched gather puts the index dims before the batch dims: move g's
+    batch dims (first) behind them, the layout a batched scatter reads."""
+    if not (front and nb):
+        return g
+    return K.transpose(g, list(range(nb, nb + brank)) + list(range(nb)) + list(range(nb + brank, g.ndim)))
+
+
+def _batch_first(g, nb: int, brank: int, front: bool):
+    """The inverse of _batch_after_front."""
+    if not (front and nb):
+        return g
+    return K.transpose(g, list(range(brank, brank + nb)) + list(range(brank)) + list(range(brank + nb, g.ndim)))
 
 
 def _check_gather(x, indices, p):
@@ -355,6 +422,24 @@ class GatherOp(SameDtype, IkOp):
     def evaluate(self, p, x, *indices):
         return [np.asarray(_np_take(x, indices, p.axes, p.front), order="C")]
 
+    def vjp(self, g, ins, out):
+        """g added into zeros shaped like x at the gathered places (repeats add up)."""
+        x, indices = ins[0], ins[1:]
+        if not float_dtype(x):
+            return [None] * len(ins)
+        nb = batch_dims(g, out)
+        p = self.params
+        g = _batch_after_front(g, nb, len(broadcast_rule_static(indices)), p.front)
+        gx = K._emit(ScatterOp, [zeros_for(x, g, nb), as_dtype_of(g, x), *indices],
+                     axes=tuple(nb + a for a in p.axes), front=p.front, mode="inc")
+        return [gx] + [None] * len(indices)
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        p = self.params
+        return K._emit(GatherOp, [ts[0], *ins[1:]], axes=p.axes, front=p.front)
+
     def emit_element(self, em, idx):
         p = self.params
         brank = len(broadcast_rule(em.d, self.indices))
@@ -424,6 +509,35 @@ class ScatterOp(SameDtype, IkOp):
         else:
             np.add.at(out, key, y)
         return [out]
+
+    def vjp(self, g, ins, out):
+        """x: g, zeroed at the selection when it was overwritten; y: g gathered at the selection
+        (with "set" and repeated indices every repeat gets it, as in Theano)."""
+        x, y, indices = ins[0], ins[1], ins[2:]
+        nb = batch_dims(g, out)
+        p = self.params
+        axes = tuple(nb + a for a in p.axes)
+        brank = len(broadcast_rule_static(indices))
+        gx = None
+        if float_dtype(x):
+            gx = g
+            if p.mode == "set":
+                picked = K._emit(GatherOp, [g, *indices], axes=axes, front=p.front)
+                gx = K._emit(ScatterOp, [g, K.zeros_like(picked), *indices], axes=axes, front=p.front, mode="set")
+        gy = None
+        if float_dtype(y):
+            picked = K._emit(GatherOp, [g, *indices], axes=axes, front=p.front)
+            gy = unbroadcast(_batch_first(picked, nb, brank, p.front), y, nb)
+        return [gx, gy] + [None] * len(indices)
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None and ts[1] is None:
+            return None
+        x, y, indices = ins[0], ins[1], ins[2:]
+        p = self.params
+        tx = ts[0] if ts[0] is not None else K.zeros_like(x)
+        ty = ts[1] if ts[1] is not None else K.zeros_like(y, x.dtype)
+        return K._emit(ScatterOp, [tx, as_dtype_of(ty, x), *indices], axes=p.axes, front=p.front, mode=p.mode)
 
     def lower(self, bz):
         """x copied (or overwritten in place), then a sequential loop over the selection:

@@ -13,7 +13,9 @@ from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, TensorType, i1
 from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
+from irkit import ops as K
 from irkit.dialects.ik import scalar as S
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast
 from irkit.dialects.ik.base import IkOp
 from irkit.dtypes import ufunc_result
 from irkit.errors import ShapeError
@@ -70,6 +72,27 @@ class MatmulOp(IkOp):
     def evaluate(self, p, a, b):
         return [np.asarray(np.matmul(a, b)).astype(dtype_of(self.result.type), copy=False)]
 
+    def vjp(self, g, ins, out):
+        """g @ b^T and a^T @ g, summed over the batch dims each operand was broadcast along."""
+        a, b = ins
+        nb = batch_dims(g, out)
+        ga = unbroadcast(K.matmul(g, _swap_last(b)), a, nb) if float_dtype(a) else None
+        gb = unbroadcast(K.matmul(_swap_last(a), g), b, nb) if float_dtype(b) else None
+        return [ga, gb]
+
+    def jvp(self, ts, ins, out):
+        a, b = ins
+        terms = []
+        if ts[0] is not None:
+            terms.append(K.matmul(ts[0], b))
+        if ts[1] is not None:
+            terms.append(K.matmul(a, ts[1]))
+        if not terms:
+            return None
+        total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        return as_dtype_of(K.broadcast_to(total, out.shape) if total.static_shape != out.static_shape
+                           else total, out)
+
     def lower(self, bz):
         """float32/float64: one BLAS gemm per (broadcast) batch element, reading an operand
         that is a transpose of the last two axes without copying it; other dtypes: loops."""
@@ -83,6 +106,11 @@ class MatmulOp(IkOp):
             _matmul_loops(bz, bz.buffer_of(self.a), bz.buffer_of(self.b), out, dims,
                           dtype_of(self.a.type), dtype_of(self.b.type), dt)
         bz.set_result(self.result, out)
+
+
+def _swap_last(v):
+    r = v.ndim
+    return K.transpose(v, list(range(r - 2)) + [r - 1, r - 2])
 
 
 def _batch_offset(c, ivs, bdims, mat):

@@ -15,7 +15,9 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
+from irkit import ops as K
 from irkit.dialects.ik.base import IkOp
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, expand_reduced, float_dtype
 from irkit.dtypes import float_result
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
@@ -61,11 +63,23 @@ class SoftmaxOp(_AlongAxis):
         return [e / np.sum(e, axis=p.axis, keepdims=True)]
 
     def decompose(self, x):
-        from irkit import ops as K
         axis = self.params.axis
         x = K.cast(x, dtype_of(self.result.type))
         e = K.exp(x - K.max(x, axis=axis, keepdims=True))
         return e / K.sum(e, axis=axis, keepdims=True)
+
+    def vjp(self, g, ins, out):
+        """y * (g - sum(g * y)) along axis."""
+        if not float_dtype(ins[0]):
+            return [None]
+        axis = self.params.axis + batch_dims(g, out)
+        return [as_dtype_of(out * (g - K.sum(g * out, axis=axis, keepdims=True)), ins[0])]
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        t = as_dtype_of(ts[0], out)
+        return out * (t - K.sum(t * out, axis=self.params.axis, keepdims=True))
 
 
 @irdl_op_definition
@@ -80,11 +94,23 @@ class LogSoftmaxOp(_AlongAxis):
         return [z - np.log(np.sum(np.exp(z), axis=p.axis, keepdims=True))]
 
     def decompose(self, x):
-        from irkit import ops as K
         axis = self.params.axis
         x = K.cast(x, dtype_of(self.result.type))
         z = x - K.max(x, axis=axis, keepdims=True)
         return z - K.log(K.sum(K.exp(z), axis=axis, keepdims=True))
+
+    def vjp(self, g, ins, out):
+        """g - softmax(x) * sum(g) along axis: softmax is exp(y) <= 1, so nothing overflows."""
+        if not float_dtype(ins[0]):
+            return [None]
+        axis = self.params.axis + batch_dims(g, out)
+        return [as_dtype_of(g - K.exp(out) * K.sum(g, axis=axis, keepdims=True), ins[0])]
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        t = as_dtype_of(ts[0], out)
+        return t - K.sum(K.exp(out) * t, axis=self.params.axis, keepdims=True)
 
 
 @irdl_op_definition
@@ -110,8 +136,26 @@ class LogSumExpOp(IkOp):
     def evaluate(self, p, x):
         return [np.asarray(_np_logsumexp(x.astype(dtype_of(self.result.type)), p.axes, p.keepdims))]
 
+    def _softmax(self, x, out):
+        """exp(x - logsumexp(x)) over axes, shaped like x."""
+        p = self.params
+        y = out if p.keepdims or not p.axes else K.expand_dims(out, p.axes)
+        return K.exp(as_dtype_of(x, out) - y)
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        if not float_dtype(x):
+            return [None]
+        p = self.params
+        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self._softmax(x, out), x)]
+
+    def jvp(self, ts, ins, out):
+        if ts[0] is None:
+            return None
+        p = self.params
+        return K.sum(as_dtype_of(ts[0], out) * self._softmax(ins[0], out), axis=p.axes, keepdims=p.keepdims)
+
     def decompose(self, x):
-        from irkit import ops as K
         p = self.params
         x = K.cast(x, dtype_of(self.result.type))
         m = K.max(x, axis=p.axes, keepdims=True)

@@ -19,8 +19,10 @@ from xdsl.dialects.arith import FastMathFlagsAttr
 from xdsl.dialects.builtin import TensorType
 from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
+from irkit import ops as K
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, expand_reduced, float_dtype
 from irkit.dtypes import ufunc_result
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
@@ -131,6 +133,17 @@ class SumOp(_AddLike):
     def combine(self, em, accs, x, ivs, extents, dt):
         return [S.add(em, accs[0], x, dt, _REASSOC)]
 
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        if not float_dtype(x):
+            return [None]
+        p = self.params
+        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)), x)]
+
+    def jvp(self, ts, ins, out):
+        p = self.params
+        return None if ts[0] is None else as_dtype_of(K.sum(ts[0], p.axes, p.keepdims), out)
+
 
 @irdl_op_definition
 class ProdOp(_AddLike):
@@ -144,6 +157,30 @@ class ProdOp(_AddLike):
 
     def combine(self, em, accs, x, ivs, extents, dt):
         return [S.mul(em, accs[0], x, dt, _REASSOC)]
+
+    def partial(self, x, out):
+        """d prod / d x_i: the product of the others, exact with zeros (no division by 0):
+        y / x_i without zeros; with one zero, the others' product at the zero, 0 elsewhere."""
+        p = self.params
+        zero = x == 0
+        zeros = K.sum(K.cast(zero, "int64"), p.axes, keepdims=True)
+        nonzero_prod = K.prod(K.where(zero, K.ones((), x.dtype), x), p.axes, keepdims=True)
+        y = out if p.keepdims else K.expand_dims(out, p.axes) if p.axes else out
+        safe = K.where(zero, K.ones((), x.dtype), x)
+        return K.where(zeros == 0, y / safe, K.where((zeros == 1) & zero, nonzero_prod, K.zeros((), x.dtype)))
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        if not float_dtype(x):
+            return [None]
+        p = self.params
+        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self.partial(x, out), x)]
+
+    def jvp(self, ts, ins, out):
+        p = self.params
+        if ts[0] is None:
+            return None
+        return as_dtype_of(K.sum(ts[0] * self.partial(ins[0], out), p.axes, p.keepdims), out)
 
 
 class _MaxLike(ReduceOp):
@@ -170,6 +207,26 @@ class _MaxLike(ReduceOp):
         else:
             op = arith.MaxSIOp if self.IS_MAX else arith.MinSIOp
         return [em.emit(op(accs[0], x))]
+
+    def partial(self, x, out):
+        """The gradient goes to the extreme elements, split equally among ties."""
+        p = self.params
+        y = out if p.keepdims else K.expand_dims(out, p.axes) if p.axes else out
+        hit = K.cast(x == y, x.dtype)
+        return hit / K.sum(hit, p.axes, keepdims=True)
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        if not float_dtype(x):
+            return [None]
+        p = self.params
+        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self.partial(x, out), x)]
+
+    def jvp(self, ts, ins, out):
+        p = self.params
+        if ts[0] is None:
+            return None
+        return as_dtype_of(K.sum(ts[0] * self.partial(ins[0], out), p.axes, p.keepdims), out)
 
 
 @irdl_op_definition

@@ -16,8 +16,10 @@ from xdsl.dialects import arith, memref
 from xdsl.dialects.builtin import TensorType, i64
 from xdsl.irdl import irdl_op_definition, operand_def, result_def, var_operand_def
 
+from irkit import ops as K
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, SameDtype, normalize_axis
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, batch_shape, float_dtype, unbroadcast
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
 
@@ -91,6 +93,15 @@ class ReshapeOp(SameDtype, IkOp):
     def lower(self, bz):
         bz.reshape_view(self.x, self.result)
 
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        nb = batch_dims(g, out)
+        gx = K.reshape(g, batch_shape(g, nb) + list(x.shape)) if float_dtype(x) else None
+        return [gx] + [None] * (len(ins) - 1)
+
+    def jvp(self, ts, ins, out):
+        return None if ts[0] is None else K.reshape(ts[0], out.shape)
+
 
 def _fmt_dims(dims) -> str:
     return "(" + ", ".join(str(s) if isinstance(s, int) else "?" for s in dims) + ")"
@@ -123,6 +134,15 @@ class TransposeOp(SameDtype, IkOp):
 
     def lower(self, bz):
         bz.transpose_view(self)
+
+    def vjp(self, g, ins, out):
+        perm = self.params.perm
+        nb = batch_dims(g, out)
+        inverse = [perm.index(k) for k in range(len(perm))]
+        return [K.transpose(g, list(range(nb)) + [nb + k for k in inverse])]
+
+    def jvp(self, ts, ins, out):
+        return None if ts[0] is None else K.transpose(ts[0], self.params.perm)
 
     def emit_element(self, em, idx):
         perm = self.params.perm
@@ -159,6 +179,13 @@ class ExpandDimsOp(SameDtype, IkOp):
     def evaluate(self, p, x):
         return [np.expand_dims(x, p.axes)]
 
+    def vjp(self, g, ins, out):
+        nb = batch_dims(g, out)
+        return [K.squeeze(g, tuple(nb + a for a in self.params.axes))]
+
+    def jvp(self, ts, ins, out):
+        return None if ts[0] is None else K.expand_dims(ts[0], self.params.axes)
+
     def emit_element(self, em, idx):
         axes = set(self.params.axes)
         return em.at(self.x, [i for k, i in enumerate(idx) if k not in axes])
@@ -189,6 +216,13 @@ class SqueezeOp(SameDtype, IkOp):
 
     def evaluate(self, p, x):
         return [np.squeeze(x, p.axes) if p.axes else x]
+
+    def vjp(self, g, ins, out):
+        nb = batch_dims(g, out)
+        return [K.expand_dims(g, tuple(nb + a for a in self.params.axes))]
+
+    def jvp(self, ts, ins, out):
+        return None if ts[0] is None else K.squeeze(ts[0], self.params.axes)
 
     def emit_element(self, em, idx):
         axes = set(self.params.axes)
@@ -236,6 +270,14 @@ class BroadcastToOp(SameDtype, IkOp):
 
     def emit_element(self, em, idx):
         return em.operand(self.x, idx)
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        gx = unbroadcast(g, x, batch_dims(g, out)) if float_dtype(x) else None
+        return [gx] + [None] * (len(ins) - 1)
+
+    def jvp(self, ts, ins, out):
+        return None if ts[0] is None else K.broadcast_to(ts[0], out.shape)
 
 
 @irdl_op_definition
@@ -299,6 +341,23 @@ class ConcatenateOp(IkOp):
             bz.cur.loop_nest(src.dims, [], body)
             offset = bz.d.add(offset, src.dims[axis])
         bz.set_result(self.result, out)
+
+    def vjp(self, g, ins, out):
+        """Each input's part of g, along axis."""
+        axis = self.params.axis + batch_dims(g, out)
+        grads, start = [], 0
+        for x in ins:
+            stop = start + x.shape[self.params.axis]
+            part = g[(slice(None),) * axis + (slice(start, stop),)]
+            grads.append(as_dtype_of(part, x) if float_dtype(x) else None)
+            start = stop
+        return grads
+
+    def jvp(self, ts, ins, out):
+        if all(t is None for t in ts):
+            return None
+        parts = [t if t is not None else K.zeros_like(x, out.dtype) for t, x in zip(ts, ins)]
+        return as_dtype_of(K.concatenate(parts, self.params.axis), out)
 
 
 @irdl_op_definition
