@@ -6,7 +6,9 @@
   ct^T dy/dx (Lop), for any number of outputs and their cotangents;
 - `ikad.jvp of(%y : ...) wrt(%x : ...) along(%t : ...)`: the Jacobian-vector product
   dy/dx t (Rop);
-- `ikad.stop_gradient %x`: x, seen by every derivative as a constant.
+- `ikad.stop_gradient %x`: x, seen by every derivative as a constant;
+- `ikad.custom "rule"(%a, %b) {body}`: a user-defined op (ik.OpFromGraph) whose
+  derivatives may be given by the user instead of taken through its body.
 
 Each may list `constant(...)` values that derivatives treat as constants (Theano's
 consider_constant). The `autodiff` pass expands them in program order into
@@ -26,6 +28,9 @@ from xdsl.printer import Printer
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
+    lazy_traits_def,
+    prop_def,
+    region_def,
     VarConstraint,
     base,
     irdl_op_definition,
@@ -36,7 +41,7 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
-from xdsl.traits import Pure
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, ReturnLike
 from xdsl.utils.exceptions import VerifyException
 
 DISCONNECTED = ("raise", "warn", "ignore")
@@ -188,4 +193,52 @@ class StopGradientOp(IRDLOperation):
     assembly_format = "$x attr-dict `:` type($result)"
 
 
-IKAD = Dialect("ikad", [GradOp, VjpOp, JvpOp, StopGradientOp], [])
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The values a custom op's body gives, one per result."""
+
+    name = "ikad.yield"
+    values = var_operand_def()
+    traits = lazy_traits_def(lambda: (IsTerminator(), ReturnLike(), HasParent(CustomOp), Pure()))
+    assembly_format = "$values attr-dict (`:` type($values)^)?"
+
+    def __init__(self, values):
+        super().__init__(operands=[values])
+
+
+@irdl_op_definition
+class CustomOp(IRDLOperation):
+    """A user-defined op (ik.OpFromGraph): its body computes it; derivatives use the vjp/jvp
+    rules registered in this process under `rule` (see irkit.custom), or, without a vjp rule,
+    differentiate through the body. The autodiff pass inlines it afterwards."""
+
+    name = "ikad.custom"
+    args = var_operand_def(TensorType)
+    res = var_result_def(TensorType)
+    body = region_def("single_block")
+    rule = prop_def(StringAttr)
+    traits = traits_def(IsolatedFromAbove(), Pure())
+    assembly_format = "$rule `(` $args `)` attr-dict `:` functional-type($args, $res) $body"
+
+    def verify_(self) -> None:
+        block = self.body.block
+        for a, v in zip(block.args, self.args, strict=False):  # an operand may be more static
+            if a.type.get_element_type() != v.type.get_element_type() or \
+                    len(a.type.get_shape()) != len(v.type.get_shape()):
+                raise VerifyException("ikad.custom: the body's arguments must match the operands")
+        if len(block.args) != len(self.args):
+            raise VerifyException("ikad.custom: one body argument per operand")
+        last = block.last_op
+        if not isinstance(last, YieldOp) or [v.type for v in last.values] != [r.type for r in self.res]:
+            raise VerifyException("ikad.custom: the body must yield values of the result types")
+
+    def vjp_multi(self, cts, ins, outs):
+        from irkit.custom import rule_for
+        return rule_for(self).vjp_rule(cts, ins, outs)
+
+    def jvp(self, ts, ins, out):
+        from irkit.custom import rule_for
+        return rule_for(self).jvp_rule(ts, ins, [out])
+
+
+IKAD = Dialect("ikad", [GradOp, VjpOp, JvpOp, StopGradientOp, CustomOp, YieldOp], [])

@@ -375,9 +375,11 @@ class Function:
 
     # -- looking inside -------------------------------------------------------------
     def ir(self, stage: str = "loops") -> str:
-        """The text of one level: "tensor", "fused", "loops" or "llvm"."""
-        if stage not in ("tensor", "fused", "loops", "llvm", "llvm-unoptimized"):
-            raise ValueError(f"unknown stage {stage!r}; stages are tensor, fused, loops, llvm")
+        """The text of one level: "autodiff" (the graph as built), "tensor" (after autodiff and
+        rewrites), "fused", "loops" or "llvm"."""
+        if stage not in ("autodiff", "tensor", "fused", "loops", "llvm", "llvm-unoptimized"):
+            raise ValueError(f"unknown stage {stage!r}; stages are autodiff (as built, derivatives not yet "
+                             "taken), tensor, fused, loops, llvm")
         if stage == "llvm":
             return str(self._compiled.module)
         if stage == "llvm-unoptimized":
@@ -389,7 +391,7 @@ class Function:
     def _render(self) -> dict[str, str]:
         module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
         ctx = make_context()
-        texts = {}
+        texts = {"autodiff": _print(module)}
         for stage, passes in STAGES.items():
             run_passes(module, passes, ctx)
             texts[stage] = _print(module)

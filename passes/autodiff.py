@@ -23,11 +23,16 @@ from xdsl.rewriter import Rewriter
 
 from irkit import graph
 from irkit import ops as K
-from irkit.dialects.autodiff import GradOp, JvpOp, StopGradientOp, VjpOp
+from irkit.dialects.autodiff import CustomOp, GradOp, JvpOp, StopGradientOp, VjpOp
 from irkit.dialects.ik.base import describe, op_location
 from irkit.errors import DisconnectedInputError, GradientUndefinedError
 from irkit.types import dtype_of
 from irkit.variable import Variable
+
+
+def rule_for_op(op):
+    from irkit.custom import rule_for
+    return rule_for(op)
 
 
 def is_float(v: SSAValue) -> bool:
@@ -72,15 +77,16 @@ class Differentiator:
         for op in reversed(self.ops_before(anchor)):
             if not any(r in ct for r in op.results) or not any(v in act for v in op.operands):
                 continue
-            if len(op.results) != 1:
-                raise GradientUndefinedError(f"{describe(op)}: no gradient through an op with several results")
-            rule = getattr(op, "vjp", None)
-            if rule is None:
-                raise GradientUndefinedError(f"{describe(op)} has no gradient")
-            out = op.results[0]
+            ins = [Variable(v) for v in op.operands]
             with graph.inserting_before(anchor, op_location(op)):
                 try:
-                    grads = rule(ct[out], [Variable(v) for v in op.operands], Variable(out))
+                    if hasattr(op, "vjp_multi"):  # ops with several results (custom ops)
+                        grads = op.vjp_multi([ct.get(r) for r in op.results], ins,
+                                             [Variable(r) for r in op.results])
+                    elif len(op.results) != 1 or not hasattr(op, "vjp"):
+                        raise GradientUndefinedError("it has no gradient")
+                    else:
+                        grads = op.vjp(ct[op.results[0]], ins, Variable(op.results[0]))
                 except GradientUndefinedError as e:
                     raise GradientUndefinedError(f"{describe(op)}: {e}") from None
             for v, gv in zip(op.operands, grads):
@@ -97,11 +103,20 @@ class Differentiator:
             out = [r for r in op.results if is_float(r) and r not in consts]
             if not out:
                 continue
-            if len(op.results) != 1:
-                raise GradientUndefinedError(f"{describe(op)}: no derivative through an op with several results")
             ts = [tan.get(v) for v in op.operands]
-            ins, y = [Variable(v) for v in op.operands], Variable(op.results[0])
+            ins = [Variable(v) for v in op.operands]
             with graph.inserting_before(anchor, op_location(op)):
+                if isinstance(op, CustomOp):
+                    got = rule_for_op(op).jvp_rule(ts, ins, [Variable(r) for r in op.results])
+                    if got is NotImplemented:
+                        got = self._custom_jvp_from_vjp(anchor, op, ts, ins)
+                    for r, t in zip(op.results, got if isinstance(got, list) else [got]):
+                        if t is not None:
+                            tan[r] = t
+                    continue
+                if len(op.results) != 1:
+                    raise GradientUndefinedError(f"{describe(op)}: no derivative through an op with several results")
+                y = Variable(op.results[0])
                 rule = getattr(op, "jvp", None)
                 got = rule(ts, ins, y) if rule is not None else NotImplemented
                 if got is NotImplemented:
@@ -122,6 +137,18 @@ class Differentiator:
             return None
         return self.backward(anchor, seeds, [u.value], set())[0]
 
+    def _custom_jvp_from_vjp(self, anchor, op, ts, ins) -> list:
+        """Each output's tangent from the custom vjp rule, by the double-Lop trick."""
+        outs = [Variable(r) for r in op.results]
+        out = []
+        for k, y in enumerate(outs):
+            u = K.zeros_like(y)
+            cts = [u if j == k else None for j in range(len(outs))]
+            gs = op.vjp_multi(cts, ins, outs)
+            seeds = [(g.value, t) for g, t in zip(gs, ts) if g is not None and t is not None]
+            out.append(self.backward(anchor, seeds, [u.value], set())[0] if seeds else None)
+        return out
+
     # -- the ops ------------------------------------------------------------------------
     def expand(self, op: Operation) -> None:
         loc = op_location(op)
@@ -130,7 +157,7 @@ class Differentiator:
         with graph.inserting_before(op, loc):
             if isinstance(op, JvpOp):
                 tan = self.forward(op, list(op.wrt), [Variable(t) for t in op.tangents], consts)
-                results = [tan.get(o) or K.zeros_like(Variable(o)) for o in op.outs]
+                results = [tan[o] if o in tan else K.zeros_like(Variable(o)) for o in op.outs]
                 Rewriter.replace_op(op, [], [_typed(r, o.type).value for r, o in zip(results, op.results_)])
                 return
             if isinstance(op, GradOp):
@@ -179,6 +206,10 @@ def _typed(g: Variable, t) -> Variable:
 
 
 def expand_block(block: Block) -> None:
+    from irkit.custom import inline, rule_for
+    for op in list(block.ops):  # custom ops without a vjp rule: differentiate their bodies
+        if isinstance(op, CustomOp) and (rule_for(op) is None or rule_for(op).vjp is None):
+            inline(op)
     diff = Differentiator(block)
     for op in list(block.ops):
         if isinstance(op, (GradOp, VjpOp, JvpOp)):
@@ -186,6 +217,8 @@ def expand_block(block: Block) -> None:
     for op in list(block.ops):
         if isinstance(op, StopGradientOp):
             Rewriter.replace_op(op, [], [op.x])
+        elif isinstance(op, CustomOp):
+            inline(op)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,14 @@ Rule = Callable[[Operation], "SSAValue | Variable | None"]
 
 
 def splat(v: SSAValue):
-    """The single value of a splat constant `v`, else None."""
+    """The single value every element of `v` has when it is known (a splat constant, or a
+    broadcast, fill or reshape of one), else None."""
+    from irkit.dialects import ik as I
     op = v.owner
     if isinstance(op, ConstantOp):
         return op.splat_value() if op.result.type.get_shape() else op.array()[()]
+    if isinstance(op, (I.BroadcastToOp, I.ExpandDimsOp, I.SqueezeOp, I.ReshapeOp, I.FillOp)):
+        return splat(op.operands[0])
     return None
 
 

@@ -1,0 +1,37 @@
+"""The examples run and learn (small versions of the README's main job)."""
+
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "examples")
+sys.path.insert(0, EXAMPLES)
+
+
+def test_train_mlp_reaches_95_percent_on_digits():
+    import train_mlp
+    accuracy = train_mlp.main(epochs=20, quiet=True, ir=None)
+    assert accuracy >= 0.95, accuracy
+
+
+def test_logistic_regression_learns_digits():
+    import logistic_regression
+    assert logistic_regression.main(steps=150, quiet=True) >= 0.93
+
+
+def test_train_mlp_script_prints_ir_and_progress():
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "train_mlp.py"), "--epochs", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "func.func @train_step" in out and "ik.log_softmax" in out   # the IR after autodiff
+    assert "ikad." not in out                                          # derivatives were taken
+    assert "epoch   2" in out and "examples/s" in out and "test accuracy" in out
+
+
+def test_quickstart_runs():
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "quickstart.py")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "irkit matches numpy." in proc.stdout
