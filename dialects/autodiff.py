@@ -19,10 +19,10 @@ compose: an inner one is expanded before the outer one reads it.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 from xdsl.dialects.builtin import StringAttr, TensorType
-from xdsl.ir import Dialect
+from xdsl.ir import Dialect, Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.irdl import (
@@ -45,6 +45,32 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, Return
 from xdsl.utils.exceptions import VerifyException
 
 DISCONNECTED = ("raise", "warn", "ignore")
+
+
+def depends_on(roots: Iterable[SSAValue], targets: Iterable[SSAValue],
+               stops: Iterable[SSAValue] = ()) -> set[SSAValue]:
+    """The targets that the roots' values depend on, the sense in which a derivative
+    is connected. Dependence through integer or boolean values (a comparison, an
+    argmax) counts, with a zero derivative; dependence through a shape alone
+    (`ik.dim`), a `stops` value or `ikad.stop_gradient` does not."""
+    from irkit.dialects.ik.shape import DimOp
+    want, stop = set(targets), set(stops)
+    found: set[SSAValue] = set()
+    seen: set[SSAValue] = set()
+    stack = list(roots)
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v in want:
+            found.add(v)
+        if v in stop:
+            continue
+        op = v.owner
+        if isinstance(op, Operation) and not isinstance(op, (StopGradientOp, DimOp)):
+            stack.extend(op.operands)
+    return found
 
 
 class _DerivativeOp(IRDLOperation):

@@ -23,13 +23,13 @@ import itertools
 import weakref
 from typing import Any, Callable, Sequence
 
-from xdsl.dialects.builtin import StringAttr
+from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
 from xdsl.ir import Region
 
 from irkit import graph
 from irkit import ops as K
 from irkit.dialects.autodiff import CustomOp, YieldOp
-from irkit.errors import DTypeError, ShapeError
+from irkit.errors import DTypeError, GradientUndefinedError, ShapeError, with_location
 from irkit.types import format_shape
 from irkit.variable import Variable
 
@@ -47,7 +47,6 @@ class OpFromGraph:
     def __init__(self, inputs: Sequence[Variable], outputs: Any, name: str | None = None,
                  vjp: Callable | None = None, jvp: Callable | None = None) -> None:
         from irkit.function import build_module
-        from irkit.leaves import SharedVariable
         self.single = not isinstance(outputs, (list, tuple))
         outs = [outputs] if self.single else list(outputs)
         self.inputs = list(inputs)
@@ -89,17 +88,24 @@ class OpFromGraph:
         op = CustomOp.build(operands=[[a.value for a in values]], result_types=[[o.type for o in self.outputs]],
                             regions=[Region()], properties={"rule": StringAttr(self.name)})
         op.body.add_block(body.detach_block(block))
+        loc = graph.current_location()  # where the user called it: errors of its rules name that line
+        if loc is not None:
+            op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
         graph.place(op)
         outs = [Variable(r) for r in op.results]
         return outs[0] if self.single else outs
 
     # -- the rules the autodiff pass calls ---------------------------------------------------
     def vjp_rule(self, cts, ins, outs):
+        if any(c is not None and c.ndim != o.ndim for c, o in zip(cts, outs)):
+            # ik.jacobian/ik.hessian push a batch of cotangents (extra leading dims) through the
+            # rules at once; a user's rule is written for one and would broadcast it wrongly
+            raise GradientUndefinedError(
+                f"{self.name}: its custom vjp takes one cotangent per output, not the batch of them that "
+                "ik.jacobian and ik.hessian (or ik.Lop with batched eval points) push through; use ik.Rop "
+                "or ik.grad per row, or an OpFromGraph without vjp (differentiated through its body)")
         cts = [c if c is not None else K.zeros_like(o) for c, o in zip(cts, outs)]
-        got = list(self.vjp(ins, outs, cts))
-        if len(got) != len(ins):
-            raise ValueError(f"{self.name}: its vjp returned {len(got)} cotangents for {len(ins)} inputs")
-        return [None if g is None else K.cast(K.as_variable(g, x.dtype), x.dtype) for g, x in zip(got, ins)]
+        return self._checked(list(self.vjp(ins, outs, cts)), ins, "vjp", "cotangent", "input")
 
     def jvp_rule(self, ts, ins, outs):
         if self.jvp is None:
@@ -107,10 +113,26 @@ class OpFromGraph:
         ts = [t if t is not None else K.zeros_like(x) for t, x in zip(ts, ins)]
         got = self.jvp(ins, outs, ts)
         got = [got] if not isinstance(got, (list, tuple)) else list(got)
-        if len(got) != len(outs):
-            raise ValueError(f"{self.name}: its jvp returned {len(got)} tangents for {len(outs)} outputs")
-        results = [None if t is None else K.cast(K.as_variable(t, o.dtype), o.dtype) for t, o in zip(got, outs)]
+        results = self._checked(got, outs, "jvp", "tangent", "output")
         return results[0] if len(results) == 1 else results
+
+    def _checked(self, got: list, like: list[Variable], rule: str, what: str, of: str) -> list:
+        """A rule's derivatives: one per value (None: zero), each cast to the value's dtype and
+        of its shape; a wrong shape would broadcast silently into a wrong gradient."""
+        if len(got) != len(like):
+            raise GradientUndefinedError(f"{self.name}: its {rule} returned {len(got)} {what}s for {len(like)} "
+                                         f"{of}s (None for an {of} with a zero {what})")
+        out = []
+        for k, (g, x) in enumerate(zip(got, like)):
+            if g is not None:
+                g = K.cast(K.as_variable(g, x.dtype), x.dtype)
+                if g.ndim != x.ndim or any(a is not None and b is not None and a != b
+                                           for a, b in zip(g.static_shape, x.static_shape)):
+                    raise ShapeError(with_location(
+                        f"{self.name}: its {rule} returned a {what} of shape {format_shape(g.static_shape)} for "
+                        f"{of} {k}, of shape {format_shape(x.static_shape)}", graph.current_location()))
+            out.append(g)
+        return out
 
 
 def inline(op: CustomOp) -> None:

@@ -19,7 +19,7 @@ from xdsl.ir import Operation
 
 from irkit import graph
 from irkit import ops as K
-from irkit.dialects.autodiff import DISCONNECTED, GradOp, JvpOp, StopGradientOp, VjpOp
+from irkit.dialects.autodiff import DISCONNECTED, GradOp, JvpOp, StopGradientOp, VjpOp, depends_on
 from irkit.errors import DisconnectedInputError, DTypeError, GradientError, ShapeError, with_location
 from irkit.types import format_shape
 from irkit.variable import Variable
@@ -40,31 +40,13 @@ def _check_float(vs: Sequence[Variable], what: str) -> None:
         if not isinstance(v, Variable):
             raise TypeError(f"{what} must be variables, not {type(v).__name__}")
         if v.dtype.kind != "f":
-            raise DTypeError(f"the gradient with respect to {what} {_label(v)} of dtype {v.dtype.name} is "
-                             "undefined: derivatives exist for float variables only")
+            raise DTypeError(with_location(f"the gradient with respect to {what} {_label(v)} of dtype "
+                                           f"{v.dtype.name} is undefined: derivatives exist for float variables "
+                                           "only", graph.current_location()))
 
 
 def _reached(targets: Sequence[Variable], roots: Sequence[Variable], consts: Sequence[Variable]) -> set:
-    """Which targets the roots depend on through float values (not through constants or
-    stop_gradient): a gradient can only flow along those paths."""
-    want = {t.value for t in targets}
-    stop = {c.value for c in consts}
-    found, seen = set(), set()
-    stack = [r.value for r in roots]
-    while stack:
-        v = stack.pop()
-        if v in seen or not hasattr(v.type, "get_element_type") or \
-                v.type.get_element_type().name not in ("f32", "f64"):
-            continue
-        seen.add(v)
-        if v in want:
-            found.add(v)
-        if v in stop:
-            continue
-        op = v.owner
-        if isinstance(op, Operation) and not isinstance(op, StopGradientOp):
-            stack.extend(op.operands)
-    return found
+    return depends_on([r.value for r in roots], [t.value for t in targets], [c.value for c in consts])
 
 
 def _disconnected(mode: str, wrt: Sequence[Variable], reached: set, what: str) -> None:
@@ -103,7 +85,8 @@ def grad(cost: Variable | None, wrt: Any, consider_constant: Sequence[Variable] 
                                            f"{format_shape(cost.static_shape)}; reduce it (sum, mean) first",
                                            graph.current_location()))
         if cost.dtype.kind != "f":
-            raise DTypeError(f"grad: the cost has dtype {cost.dtype.name}; only a float cost has a gradient")
+            raise DTypeError(with_location(f"grad: the cost has dtype {cost.dtype.name}; only a float cost has "
+                                           "a gradient", graph.current_location()))
     if not known_grads:
         if cost is None:
             raise ValueError("grad needs a cost, or known_grads to start from")
@@ -128,7 +111,9 @@ def grad(cost: Variable | None, wrt: Any, consider_constant: Sequence[Variable] 
 def _mode_props(mode: str) -> dict:
     if mode not in DISCONNECTED:
         raise ValueError(f"disconnected_inputs must be one of {DISCONNECTED}, not {mode!r}")
-    return {} if mode == "raise" else {"disconnected": StringAttr(mode)}
+    # The builder has already raised or warned for each disconnected variable (with the
+    # user's source line); the pass must not warn a second time at compile time.
+    return {} if mode == "raise" else {"disconnected": StringAttr("ignore")}
 
 
 def Lop(f: Any, wrt: Any, eval_points: Any, consider_constant: Sequence[Variable] | None = None,
@@ -144,11 +129,13 @@ def Lop(f: Any, wrt: Any, eval_points: Any, consider_constant: Sequence[Variable
     nb = None
     for o, p in zip(outs, points):
         if p.ndim < o.ndim:
-            raise ShapeError(f"Lop: an eval point of shape {format_shape(p.static_shape)} for an output of "
-                             f"shape {format_shape(o.static_shape)}")
+            raise ShapeError(with_location(f"Lop: an eval point of shape {format_shape(p.static_shape)} for an "
+                                           f"output of shape {format_shape(o.static_shape)}",
+                                           graph.current_location()))
         nb = p.ndim - o.ndim if nb is None else nb
         if p.ndim - o.ndim != nb:
-            raise ShapeError("Lop: all eval points must carry the same number of batch dims")
+            raise ShapeError(with_location("Lop: all eval points must carry the same number of batch dims",
+                                           graph.current_location()))
     wrt_list, as_list = _as_list(wrt)
     _check_float(wrt_list, "variable")
     consts = list(consider_constant or [])
@@ -176,7 +163,8 @@ def Rop(f: Any, wrt: Any, eval_points: Any, consider_constant: Sequence[Variable
     points = [K.as_variable(p, w.dtype) for p, w in zip(points, wrt_list)]
     for w, p in zip(wrt_list, points):
         if p.ndim != w.ndim:
-            raise ShapeError(f"Rop: the eval point for {_label(w)} has rank {p.ndim}, the variable {w.ndim}")
+            raise ShapeError(with_location(f"Rop: the eval point for {_label(w)} has rank {p.ndim}, the "
+                                           f"variable {w.ndim}", graph.current_location()))
     consts = list(consider_constant or [])
     op = JvpOp.build(operands=[[o.value for o in outs], [w.value for w in wrt_list], [p.value for p in points],
                                [c.value for c in consts]],
@@ -244,13 +232,26 @@ def verify_grad(fn, pts: Sequence[Any], n_tests: int = 2, rng: np.random.Generat
     out = K.as_variable(fn(*inputs))
     if out.dtype.kind != "f":
         raise DTypeError(f"verify_grad: fn returns {out.dtype.name}; it must return floats")
-    shape = np.shape(function(inputs, out)(*pts)) if out.ndim else ()
+    # One compiled function serves every test and every finite difference: the random
+    # projection is made in the graph from a seed input (out's shape may be known only
+    # at run time), and depends on the inputs through their shapes alone.
+    seed = K_tensor("seed", np.zeros((), dtype=out.dtype))
+    if out.ndim:
+        size = 1
+        for d in out.shape:
+            size = size * d
+        phase = K.reshape(K.cast(K.arange(size), out.dtype), out.shape)
+        direction = 1.0 + 0.5 * K.sin(phase * seed + seed * seed)
+        cost = K.sum(out * direction)
+    else:
+        cost = out
+    f_all = function(inputs + [seed], [cost, *grad(cost, inputs, disconnected_inputs="ignore")])
     for _ in range(n_tests):
-        proj = rng.uniform(0.5, 1.5, shape).astype(out.dtype) if out.ndim else None
-        cost = K.sum(out * K.constant(proj)) if out.ndim else out
-        f_cost = function(inputs, cost)
-        f_grad = function(inputs, grad(cost, inputs, disconnected_inputs="ignore"))
-        analytic = f_grad(*pts)
+        s = np.asarray(rng.uniform(1.0, 10.0), dtype=out.dtype)
+
+        def f_cost(*args):
+            return f_all(*args, s)[0]
+        analytic = f_all(*pts, s)[1:]
         for k, (p, a) in enumerate(zip(pts, analytic)):
             numeric = _central_difference(f_cost, pts, k, eps)
             _compare(k, p, np.asarray(a, dtype=np.float64), numeric, abs_tol, rel_tol)

@@ -23,7 +23,7 @@ from xdsl.rewriter import Rewriter
 
 from irkit import graph
 from irkit import ops as K
-from irkit.dialects.autodiff import CustomOp, GradOp, JvpOp, StopGradientOp, VjpOp
+from irkit.dialects.autodiff import CustomOp, GradOp, JvpOp, StopGradientOp, VjpOp, depends_on
 from irkit.dialects.ik.base import describe, op_location
 from irkit.errors import DisconnectedInputError, GradientUndefinedError
 from irkit.types import dtype_of
@@ -167,13 +167,16 @@ class Differentiator:
                 seeds = [(v, Variable(c)) for v, c in zip(op.outs, op.cotangents)]
             grads = self.backward(op, seeds, list(op.wrt), consts)
             results = []
+            connected = depends_on([v for v, _ in seeds], op.wrt, consts)
             for w, g, r in zip(op.wrt, grads, op.grads):
                 if g is None:
-                    g = self._disconnected(w, seeds, mode, op)
+                    g = self._zero_gradient(w, seeds, mode if w not in connected else "ignore", op)
                 results.append(_typed(g, r.type).value)
         Rewriter.replace_op(op, [], results)
 
-    def _disconnected(self, w: SSAValue, seeds, mode: str, op: Operation) -> Variable:
+    def _zero_gradient(self, w: SSAValue, seeds, mode: str, op: Operation) -> Variable:
+        """The gradient of a variable no derivative reached: zeros, if it is connected only
+        through integer values or `mode` allows a disconnected one."""
         what = "the cost does not depend on" if isinstance(op, GradOp) else "the outputs do not depend on"
         message = f"{describe(op)}: {what} {_name(w)}"
         if mode == "raise":

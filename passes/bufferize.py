@@ -50,6 +50,14 @@ def memref_of(t: TensorType) -> MemRefType:
     return MemRefType(S.scalar_type(dtype_of(t)), t.get_shape())
 
 
+def _is_lazy(op: Operation) -> bool:
+    """A size computation outside kernels (an integer constant, a dim, arithmetic on them):
+    bufferize computes it as index values where it is used."""
+    if isinstance(op, I.ConstantOp):
+        return not op.result.type.get_shape() and dtype_of(op.result.type).kind in "iu"
+    return isinstance(op, IkOp) and op.FUSIBLE and not hasattr(op, "lower")
+
+
 @dataclass(eq=False)
 class Alloc:
     """One allocation (or argument, or global) that buffers may alias."""
@@ -156,15 +164,16 @@ class Bufferizer:
                 self.kernel(op)
             elif isinstance(op, func.ReturnOp):
                 self.ret(op)
+            elif _is_lazy(op):
+                pass  # a size computation: evaluated where it is used, stored if read as data
             elif isinstance(op, I.ConstantOp):
                 self.constant(op)
             elif isinstance(op, IkOp):
                 if hasattr(op, "lower"):
                     self.d.context = describe(op)
                     op.lower(self)
-                elif not op.FUSIBLE:
+                else:
                     raise CompileError(f"bufferize: {op.name} has no lowering")
-                # else: a size computation, evaluated where it is used
             else:
                 raise CompileError(f"bufferize: unexpected op {op.name} at the tensor level")
             self.free_dead(k)
@@ -175,6 +184,13 @@ class Bufferizer:
         for k, op in enumerate(ops):
             for v in op.operands:
                 last[v] = k
+        # A size computation runs where its value is first needed, so what it reads
+        # (a constant's or a dim's buffer) lives as long as its own result is used.
+        for op in reversed(ops):
+            if _is_lazy(op):
+                used_until = max((last.get(r, -1) for r in op.results), default=-1)
+                for v in op.operands:
+                    last[v] = max(last.get(v, -1), used_until)
         return last
 
     def free_dead(self, k: int) -> None:
@@ -211,9 +227,11 @@ class Bufferizer:
                 for r, d in zip(inner.results, inner.shape_rule(algebra, inner.operands, inner.params)):
                     dims[r] = [x if x is not None else _no_index(r) for x in d]
         out_dims = [dims[v] for v in op.yield_op.values]
-        outs = []
+        outs: list[Buf] = []
         for t, d in zip(op.res.types, out_dims):
-            reuse = self._in_place_candidate(op, ins, t, d)
+            # One input buffer can take only one of a multi-output kernel's results.
+            taken = {b.root for b in outs}
+            reuse = self._in_place_candidate(op, ins, t, d, taken)
             outs.append(reuse if reuse is not None else self.alloc(t, d))
         region = op.body.clone()
         kernel = KernelOp([b.memref for b in ins], [b.memref for b in outs], [], region)
@@ -222,7 +240,8 @@ class Bufferizer:
         for r, b in zip(op.res, outs):
             self.buf[r] = Buf(b.memref, b.dims, b.root)
 
-    def _in_place_candidate(self, op: KernelOp, ins: list[Buf], t: TensorType, dims: list) -> Buf | None:
+    def _in_place_candidate(self, op: KernelOp, ins: list[Buf], t: TensorType, dims: list,
+                            taken: set) -> Buf | None:
         """An input buffer the kernel may overwrite: a temporary, dead after this kernel,
         of the output's shape and dtype, read only element for element."""
         body = op.body.block
@@ -230,7 +249,7 @@ class Bufferizer:
             return None
         out_shape = t.get_shape()
         for v, b, arg in zip(op.inputs, ins, body.args):
-            if b.root.kind != "alloc" or b.root.freed or b.transposed_from is not None:
+            if b.root.kind != "alloc" or b.root.freed or b.transposed_from is not None or b.root in taken:
                 continue
             if v.type != t or not _same_dims(b.dims, dims):
                 continue

@@ -21,11 +21,13 @@ as sizes stay outside too, computed as index arithmetic where they are needed.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import builtin, func
 from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.traits import IsTerminator
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -33,6 +35,7 @@ from irkit.dialects import ik as I
 from irkit.dialects.fused import KernelOp, YieldOp
 from irkit.dialects.ik.base import IkOp
 from irkit.dialects.ik.elementwise import CompareOp, ElementwiseOp
+from irkit.errors import CompileError
 from irkit.shapes import StaticDims, Sym, SymbolicDims
 
 CHEAP = (I.ConstantOp, I.FillOp, I.ArangeOp, I.EyeOp, I.DimOp, I.BroadcastToOp, I.ExpandDimsOp,
@@ -230,6 +233,11 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
     for op in reversed(ops):
         if not isinstance(op, IkOp):
             continue
+        if index_computable(op) and not isinstance(op, I.ConstantOp):
+            # size arithmetic (dims, integer constants): bufferize computes it as index
+            # values, and stores it for a kernel that reads it as data
+            standalone.add(op)
+            continue
         if not op.FUSIBLE or (isinstance(op, I.ConstantOp) and op.splat_value() is None
                               and op.result.type.get_shape()):
             standalone.add(op)
@@ -267,7 +275,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             if shape_only:
                 standalone.add(op)
             continue
-        if isinstance(op, VIEWS):
+        if isinstance(op, VIEWS) or index_computable(op):  # an integer constant read by sizes
             standalone.add(op)
         elif isinstance(op, I.TransposeOp) and _feeds_only_matmul(op):
             standalone.add(op)
@@ -330,6 +338,51 @@ def fuse_block(block: Block, max_ops: int) -> None:
     for op in reversed(list(block.ops)):
         if isinstance(op, IkOp) and all(not r.uses for r in op.results):
             Rewriter.erase_op(op)
+    sort_block(block)
+
+
+def sort_block(block: Block) -> None:
+    """Reorder `block` so every op follows the ops it reads, keeping the current order
+    where it is already legal. A kernel goes right after its last producer, but a
+    producer may itself be a kernel built later and placed further down."""
+    ops = list(block.ops)
+    position = {op: k for k, op in enumerate(ops)}
+
+    def producers(op: Operation) -> set[Operation]:
+        found = set()
+        for inner in op.walk():
+            for v in inner.operands:
+                owner = v.owner
+                while isinstance(owner, Operation) and owner not in position:
+                    owner = owner.parent_op()
+                if isinstance(owner, Operation) and owner is not op:
+                    found.add(owner)
+        return found
+
+    waiting = {op: producers(op) for op in ops}
+    if all(position[p] < position[op] for op, ps in waiting.items() for p in ps):
+        return
+    users: dict[Operation, list[Operation]] = {op: [] for op in ops}
+    for op, ps in waiting.items():
+        for p in ps:
+            users[p].append(op)
+    ready = [position[op] for op, ps in waiting.items() if not ps]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        op = ops[heapq.heappop(ready)]
+        order.append(op)
+        for u in users[op]:
+            waiting[u].discard(op)
+            if not waiting[u]:
+                heapq.heappush(ready, position[u])
+    if len(order) != len(ops):
+        raise CompileError("fuse: the fused block has a dependence cycle")
+    terminator = block.last_op if block.last_op is not None and block.last_op.has_trait(IsTerminator) else None
+    for op in order:
+        if op is not terminator:
+            op.detach()
+            block.insert_op_before(op, terminator) if terminator is not None else block.add_op(op)
 
 
 @dataclass(frozen=True)

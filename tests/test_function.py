@@ -522,3 +522,55 @@ def test_huge_allocation_is_a_memory_error():
     got = f(3)
     assert_matches(got[0], np.zeros((3, 3)))
     assert_matches(got[1], np.arange(3))
+
+
+def test_slice_with_a_symbolic_stop():
+    """A bound known only at run time is not an absent bound."""
+    a = ik.vector("a", dtype="float64")
+    g = ik.tensor("g", shape=(8,), dtype="float64")
+    s = g[2:2 + a.shape[0]]
+    assert s.static_shape == (None,)
+    got = ik.function([a, g], s)(np.ones(3), np.arange(8.0))
+    np.testing.assert_array_equal(got, np.arange(8.0)[2:5])
+
+
+def test_multi_output_kernel_writes_each_output_to_its_own_buffer():
+    x, y = ik.matrix("x", dtype="float64"), ik.matrix("y", dtype="float64")
+    m = x @ y  # a temporary both outputs could overwrite in place
+    f = ik.function([x, y], [ik.cos(m) * 2.0, ik.cos(m) + 1.0])
+    yv = np.array([[0.0, 1.0], [2.0, 3.0]])
+    first, second = f(np.eye(2), yv)
+    np.testing.assert_allclose(first, np.cos(yv) * 2.0)
+    np.testing.assert_allclose(second, np.cos(yv) + 1.0)
+
+
+def test_fused_kernels_run_after_what_they_read():
+    """A multi-output kernel is placed after its last producer, which may be a kernel
+    built later: the fused block is re-sorted."""
+    x, v = ik.matrix("x", dtype="float64"), ik.matrix("v", dtype="float64")
+    h = ik.tanh(x @ x)
+    s = 1.0 - h * h
+    p = s @ x
+    r = ((v @ x) * s * h) @ x
+    xv, vv = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([[1.0, 2.0], [0.5, -1.0]])
+    got_p, got_r = ik.function([x, v], [p, r])(xv, vv)
+    H = np.tanh(xv @ xv)
+    S = 1 - H * H
+    np.testing.assert_allclose(got_p, S @ xv, rtol=1e-12)
+    np.testing.assert_allclose(got_r, ((vv @ xv) * S * H) @ xv, rtol=1e-12)
+
+
+def test_sizes_read_by_size_arithmetic_stay_alive():
+    """Size arithmetic (dims, integer constants) outside kernels is computed where its value
+    is needed, also as an arange's bound and a reshape's dims (this once read a freed buffer)."""
+    a = ik.vector("a", dtype="float64")
+    b = ik.matrix("b", dtype="float64")
+    out = ik.where(ik.constant(np.array([[True], [False]])), ik.exp(a), b)
+    size = out.shape[0] * out.shape[1]
+    phase = ik.reshape(ik.cast(ik.arange(size), "float64"), out.shape)
+    f = ik.function([a, b], [ik.sum(out * phase), size])
+    av, bv = np.array([0.1, 0.2, 0.3]), np.ones((2, 3))
+    want = np.where([[True], [False]], np.exp(av), bv)
+    total, n = f(av, bv)
+    np.testing.assert_allclose(total, np.sum(want * np.arange(6.0).reshape(2, 3)))
+    assert n == 6

@@ -20,7 +20,7 @@ from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, Params, broadcast_rule
 from irkit.dtypes import float_result, promote, ufunc_result
 from irkit import ops as K
-from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast, zeros_for
 from irkit.errors import CompileError, DTypeError, GradientUndefinedError
 from irkit.shapes import DimAlgebra
 from irkit.types import dtype_of
@@ -83,7 +83,9 @@ class UnaryOp(ElementwiseOp):
         if not float_dtype(x):
             return [None]
         d = self.derivative(x, out)
-        return [None if d is None else as_dtype_of(g * d, x)]
+        if d is None:  # piecewise constant: a zero gradient, not a disconnected input
+            return [zeros_for(x, g, batch_dims(g, out))]
+        return [as_dtype_of(g * d, x)]
 
     def jvp(self, ts, ins, out):
         if ts[0] is None:
@@ -428,8 +430,10 @@ class BinaryOp(ElementwiseOp):
 
 def _cotangent(g, d, x, nb: int):
     """The cotangent of operand x from the result's g and the partial d (None: zero)."""
-    if d is None or not float_dtype(x):
+    if not float_dtype(x):
         return None
+    if d is None:  # piecewise constant: a zero gradient, not a disconnected input
+        return zeros_for(x, g, nb)
     return unbroadcast(g if isinstance(d, (int, float)) and d == 1 else g * d, x, nb)
 
 

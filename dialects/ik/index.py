@@ -118,16 +118,18 @@ def window(d, dims, entries, operands):
                     f"IndexError: index {e[1] if e[1] is not DYN else '?'} is out of bounds for axis {axis}")
             out.append((i, 1, 1, True))
             continue
-        _, start, stop, step = e
-        start, stop = val(start), val(stop)
+        # A bound absent from the spec takes its default; a '$' bound whose value
+        # is unknown (None from a static algebra) stays unknown.
+        _, start_spec, stop_spec, step = e
+        start, stop = val(start_spec), val(stop_spec)
         if step > 0:
-            start = 0 if start is None else _clamp(d, start, n, 0, n)
-            stop = n if stop is None else _clamp(d, stop, n, 0, n)
+            start = 0 if start_spec is None else _clamp(d, start, n, 0, n)
+            stop = n if stop_spec is None else _clamp(d, stop, n, 0, n)
             size = d.maximum(0, d.ceildiv(d.sub(stop, start), step))
         else:
             last = d.sub(n, 1)
-            start = last if start is None else _clamp(d, start, n, -1, last)
-            stop = -1 if stop is None else _clamp(d, stop, n, -1, last)
+            start = last if start_spec is None else _clamp(d, start, n, -1, last)
+            stop = -1 if stop_spec is None else _clamp(d, stop, n, -1, last)
             size = d.maximum(0, d.ceildiv(d.sub(start, stop), -step))
         out.append((start, size, step, False))
     if next(values, None) is not None:
@@ -429,8 +431,9 @@ class GatherOp(SameDtype, IkOp):
             return [None] * len(ins)
         nb = batch_dims(g, out)
         p = self.params
+        zeros = zeros_for(x, g, nb)  # the batch dims of g as given, before they move
         g = _batch_after_front(g, nb, len(broadcast_rule_static(indices)), p.front)
-        gx = K._emit(ScatterOp, [zeros_for(x, g, nb), as_dtype_of(g, x), *indices],
+        gx = K._emit(ScatterOp, [zeros, as_dtype_of(g, x), *indices],
                      axes=tuple(nb + a for a in p.axes), front=p.front, mode="inc")
         return [gx] + [None] * len(indices)
 

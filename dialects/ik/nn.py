@@ -17,7 +17,8 @@ from xdsl.irdl import irdl_op_definition, operand_def, result_def
 
 from irkit import ops as K
 from irkit.dialects.ik.base import IkOp
-from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, expand_reduced, float_dtype
+from irkit.dialects.ik.reduce import AxesReduction
+from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype
 from irkit.dtypes import float_result
 from irkit.errors import ShapeError
 from irkit.types import dtype_of
@@ -114,20 +115,10 @@ class LogSoftmaxOp(_AlongAxis):
 
 
 @irdl_op_definition
-class LogSumExpOp(IkOp):
+class LogSumExpOp(AxesReduction):
     """log(sum(exp(x))) over `axes`, shifted by the (finite) max so it never overflows."""
 
     name = "ik.logsumexp"
-    x = operand_def(TensorType)
-    result = result_def(TensorType)
-    PARAMS: ClassVar = {"axes": (), "keepdims": False}
-
-    @classmethod
-    def shape_rule(cls, d, operands, p):
-        xs = d.shape_of(operands[0])
-        if p.keepdims:
-            return [[1 if k in p.axes else s for k, s in enumerate(xs)]]
-        return [[s for k, s in enumerate(xs) if k not in p.axes]]
 
     @classmethod
     def dtype_rule(cls, dtypes, p, dtype):
@@ -136,24 +127,11 @@ class LogSumExpOp(IkOp):
     def evaluate(self, p, x):
         return [np.asarray(_np_logsumexp(x.astype(dtype_of(self.result.type)), p.axes, p.keepdims))]
 
-    def _softmax(self, x, out):
-        """exp(x - logsumexp(x)) over axes, shaped like x."""
+    def partial(self, x, out):
+        """softmax(x) over axes: exp(x - logsumexp(x)), shaped like x."""
         p = self.params
         y = out if p.keepdims or not p.axes else K.expand_dims(out, p.axes)
         return K.exp(as_dtype_of(x, out) - y)
-
-    def vjp(self, g, ins, out):
-        x = ins[0]
-        if not float_dtype(x):
-            return [None]
-        p = self.params
-        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self._softmax(x, out), x)]
-
-    def jvp(self, ts, ins, out):
-        if ts[0] is None:
-            return None
-        p = self.params
-        return K.sum(as_dtype_of(ts[0], out) * self._softmax(ins[0], out), axis=p.axes, keepdims=p.keepdims)
 
     def decompose(self, x):
         p = self.params

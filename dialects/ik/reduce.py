@@ -30,13 +30,13 @@ from irkit.types import dtype_of
 _REASSOC = FastMathFlagsAttr(["reassoc"])
 
 
-class ReduceOp(IkOp):
-    """A reduction over `axes` of x."""
+class AxesReduction(IkOp):
+    """An op that reduces x over `axes`: the shape rule and, from the partial derivative
+    each states, the derivative rules. ik.logsumexp is one too."""
 
     x = operand_def(TensorType)
     result = result_def(TensorType)
     PARAMS: ClassVar = {"axes": (), "keepdims": False}
-    FUSIBLE: ClassVar = True
     NEEDS_ELEMENTS: ClassVar = False  # max of nothing is an error
 
     @classmethod
@@ -54,6 +54,34 @@ class ReduceOp(IkOp):
         if p.keepdims:
             return [[1 if k in p.axes else s for k, s in enumerate(xs)]]
         return [[s for k, s in enumerate(xs) if k not in p.axes]]
+
+    # the derivative rules, from the partial derivative each differentiable reduction states
+    def partial(self, x, out):
+        """d out / d x, broadcasting against x with the reduced axes kept: 1 for a sum;
+        None where there is no derivative."""
+        return None
+
+    def vjp(self, g, ins, out):
+        x = ins[0]
+        d = self.partial(x, out) if float_dtype(x) else None
+        if d is None:
+            return [None]
+        p = self.params
+        gx = expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out))
+        return [as_dtype_of(gx if isinstance(d, int) else gx * d, x)]
+
+    def jvp(self, ts, ins, out):
+        d = None if ts[0] is None else self.partial(ins[0], out)
+        if d is None:
+            return None
+        p = self.params
+        return as_dtype_of(K.sum(ts[0] if isinstance(d, int) else ts[0] * d, p.axes, p.keepdims), out)
+
+
+class ReduceOp(AxesReduction):
+    """A reduction over `axes` of x, lowered to an accumulating loop."""
+
+    FUSIBLE: ClassVar = True
 
     def evaluate(self, p, x):
         fn = getattr(np, self.NUMPY_NAME)
@@ -133,16 +161,8 @@ class SumOp(_AddLike):
     def combine(self, em, accs, x, ivs, extents, dt):
         return [S.add(em, accs[0], x, dt, _REASSOC)]
 
-    def vjp(self, g, ins, out):
-        x = ins[0]
-        if not float_dtype(x):
-            return [None]
-        p = self.params
-        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)), x)]
-
-    def jvp(self, ts, ins, out):
-        p = self.params
-        return None if ts[0] is None else as_dtype_of(K.sum(ts[0], p.axes, p.keepdims), out)
+    def partial(self, x, out):
+        return 1
 
 
 @irdl_op_definition
@@ -169,18 +189,6 @@ class ProdOp(_AddLike):
         safe = K.where(zero, K.ones((), x.dtype), x)
         return K.where(zeros == 0, y / safe, K.where((zeros == 1) & zero, nonzero_prod, K.zeros((), x.dtype)))
 
-    def vjp(self, g, ins, out):
-        x = ins[0]
-        if not float_dtype(x):
-            return [None]
-        p = self.params
-        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self.partial(x, out), x)]
-
-    def jvp(self, ts, ins, out):
-        p = self.params
-        if ts[0] is None:
-            return None
-        return as_dtype_of(K.sum(ts[0] * self.partial(ins[0], out), p.axes, p.keepdims), out)
 
 
 class _MaxLike(ReduceOp):
@@ -214,19 +222,6 @@ class _MaxLike(ReduceOp):
         y = out if p.keepdims else K.expand_dims(out, p.axes) if p.axes else out
         hit = K.cast(x == y, x.dtype)
         return hit / K.sum(hit, p.axes, keepdims=True)
-
-    def vjp(self, g, ins, out):
-        x = ins[0]
-        if not float_dtype(x):
-            return [None]
-        p = self.params
-        return [as_dtype_of(expand_reduced(g, x, p.axes, p.keepdims, batch_dims(g, out)) * self.partial(x, out), x)]
-
-    def jvp(self, ts, ins, out):
-        p = self.params
-        if ts[0] is None:
-            return None
-        return as_dtype_of(K.sum(ts[0] * self.partial(ins[0], out), p.axes, p.keepdims), out)
 
 
 @irdl_op_definition
