@@ -245,7 +245,7 @@ class FunctionTranslator:
     def block(self, block: Block) -> list[ir.Value] | None:
         for op in block.ops:
             got = self.operation(op)
-            if isinstance(op, (scf.YieldOp,)):
+            if isinstance(op, (scf.YieldOp, scf.ConditionOp)):
                 return got
         return None
 
@@ -350,6 +350,10 @@ class FunctionTranslator:
                 raise CompileError("llvm: scf.parallel reductions are not supported")
         elif t is scf.IfOp:
             self._if(op)
+        elif t is scf.WhileOp:
+            self._while(op)
+        elif t is scf.ConditionOp:
+            return [self.v(op.condition), *[self.v(x) for x in op.args]]
         elif t is scf.YieldOp:
             return [self.v(x) for x in op.operands]
         elif t is cf.AssertOp:
@@ -510,6 +514,9 @@ class FunctionTranslator:
         else:
             dims = src.dims
         self.env[op.results[0]] = Desc(src.ptr, dims, mt.element_type)
+        slot = self.slot_of.get(op.operands[0])
+        if slot is not None:  # freeing the view frees the allocation
+            self.slot_of[op.results[0]] = slot
 
     def _copy(self, src: Desc, dst: Desc) -> None:
         n = self._bytes(src)
@@ -675,6 +682,8 @@ class FunctionTranslator:
             block = loop.body.block
 
     def _if(self, op: scf.IfOp) -> None:
+        """A branch; a memref it yields is handed over: the result gets its own cleanup slot
+        and the branch's allocation slot is cleared."""
         b = self.b
         cond = self.v(op.cond)
         then = self.fn.append_basic_block("if.then")
@@ -685,14 +694,67 @@ class FunctionTranslator:
         for region, bb in ((op.true_region, then), (op.false_region, other)):
             b.position_at_end(bb)
             got = self.block(region.block) if region.blocks else []
-            outs.append((got or [], b.block))
+            got = got or []
+            if region.blocks:
+                for v in region.block.last_op.operands:
+                    slot = self.slot_of.get(v)
+                    if slot is not None:
+                        b.store(ir.Constant(PTR, None), slot)
+            outs.append((got, b.block))
             b.branch(merge)
         b.position_at_end(merge)
-        for k, r in enumerate(op.results):
+        handed = []
+        for k, r in enumerate(op.results):  # phis first: LLVM wants them at the top of the block
+            if isinstance(r.type, MemRefType):
+                ptr = b.phi(PTR)
+                dims = [b.phi(I64) for _ in r.type.get_shape()]
+                for got, bb in outs:
+                    ptr.add_incoming(got[k].ptr, bb)
+                    for p, d in zip(dims, got[k].dims):
+                        p.add_incoming(d, bb)
+                self.env[r] = Desc(ptr, self._static_dims(r.type, dims), r.type.element_type)
+                handed.append((r, ptr))
+                continue
             p = b.phi(ll_type(r.type))
             for got, bb in outs:
                 p.add_incoming(got[k], bb)
             self.env[r] = p
+        for r, ptr in handed:
+            slot = self.entry_builder.alloca(PTR)
+            self.entry_builder.store(ir.Constant(PTR, None), slot)
+            b.store(ptr, slot)
+            self.alloc_slots.append(slot)
+            self.slot_of[r] = slot
+
+    def _while(self, op: scf.WhileOp) -> None:
+        """scf.while over scalar values: `before` computes the condition, `after` the next values."""
+        b = self.b
+        inits = [self.v(x) for x in op.arguments]
+        pre = b.block
+        head = self.fn.append_basic_block("while.head")
+        body = self.fn.append_basic_block("while.body")
+        exit_ = self.fn.append_basic_block("while.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        phis = []
+        for x in inits:
+            p = b.phi(x.type)
+            p.add_incoming(x, pre)
+            phis.append(p)
+        for a, p in zip(op.before_region.block.args, phis):
+            self.env[a] = p
+        cond, *forwarded = self.block(op.before_region.block)
+        b.cbranch(cond, body, exit_)
+        b.position_at_end(body)
+        for a, x in zip(op.after_region.block.args, forwarded):
+            self.env[a] = x
+        nxt = self.block(op.after_region.block) or []
+        for p, y in zip(phis, nxt):
+            p.add_incoming(y, b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+        for r, x in zip(op.results, forwarded):
+            self.env[r] = x
 
     def _check(self, ok, message: str) -> None:
         """Branch to the error exit with this message's code unless `ok`."""

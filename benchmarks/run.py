@@ -35,6 +35,8 @@ class Workload:
     description: str
     make: Callable[[bool], dict]  # quick -> {"irkit": fn, "numpy": fn, ..., "check": (got_fn, want, tol)}
     results: dict = field(default_factory=dict)
+    rate: tuple[str, float] | None = None  # (unit, items per call): also report items/s
+    heavy: bool = False                    # left out of --quick
 
 
 def timeit(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -124,6 +126,8 @@ def _numpy_eval(pool, data):
             return env[op.operands[0]]
 
 
+from rnn import rnn, rnn2012  # noqa: E402
+
 WORKLOADS = [
     Workload("add_one", "y = x + 1, float32 (10M; 1M with --quick)", add_one),
     Workload("copy", "a copy of float32 (irkit: the identity function); numpy: np.copyto", copy),
@@ -131,6 +135,16 @@ WORKLOADS = [
     Workload("chain_f64", "the same chain, float64", chain("float64")),
     Workload("compile_300", "compile time of a 300-op elementwise graph (in a warm process)",
              compile_graph(300)),
+    Workload("rnn_fwd_T1000_H10", "tanh RNN forward, T=1000, B=1, I=H=10, float32 (T=100 with --quick)",
+             rnn(1000, 1, 10, 10, grad=False), rate=("steps", 1000)),
+    Workload("rnn_bptt_T1000_H10", "its BPTT: d sum(h) / d (W, U, h0)", rnn(1000, 1, 10, 10, grad=True),
+             rate=("steps", 1000)),
+    Workload("rnn_fwd_T200_B16_H100", "tanh RNN forward, T=200, B=16, I=100, H=100, float32",
+             rnn(200, 16, 100, 100, grad=False), rate=("steps", 200)),
+    Workload("rnn_bptt_T200_B16_H100", "its BPTT", rnn(200, 16, 100, 100, grad=True), rate=("steps", 200)),
+    *[Workload(f"rnn2012_H{h}_V{v}", f"Theano 2012 RNN: Elman (sigmoid), hidden {h}, vocabulary {v}, 100-word "
+               "sequences, batch 1, full BPTT + SGD", rnn2012(h, v), rate=("words", 100), heavy=h >= 500)
+      for h, v in ((50, 10), (100, 54), (500, 3000), (1500, 3000))],
 ]
 
 
@@ -158,7 +172,8 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    chosen = [w for w in WORKLOADS if not args.only or w.name in args.only.split(",")]
+    chosen = [w for w in WORKLOADS if (not args.only or w.name in args.only.split(","))
+              and not (args.quick and w.heavy and not args.only)]
     if not chosen:
         raise SystemExit(f"no workload named {args.only!r}; known: {', '.join(w.name for w in WORKLOADS)}")
     report = {"machine": machine(), "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
@@ -170,13 +185,15 @@ def run(args: argparse.Namespace) -> dict:
         if not np.allclose(got, want, rtol=tol, atol=tol):
             raise SystemExit(f"{w.name}: irkit's result differs from numpy's "
                              f"(max abs diff {np.max(np.abs(got - want))})")
-        row = {"name": w.name, "description": w.description, "systems": {}}
+        row = {"name": w.name, "description": w.description, "systems": {}, "rate": w.rate}
         for name, fn in systems.items():
             times = timeit(fn, min(args.repeat, 5) if w.name.startswith("compile") else args.repeat)
             row["systems"][name] = {"median": statistics.median(times), "min": min(times), "max": max(times)}
         base = row["systems"]["irkit"]["median"]
         for name, r in row["systems"].items():
             r["irkit_ratio"] = base / r["median"]
+            if w.rate:
+                r["rate"] = w.rate[1] / r["median"]
         report["workloads"].append(row)
         print(f"{w.name:10s} " + "  ".join(f"{n} {1e3 * r['median']:.2f} ms" for n, r in row["systems"].items()),
               flush=True)
@@ -191,11 +208,13 @@ def markdown(report: dict) -> str:
              "Times are per call (median, min, max of the repeats after a warm-up call). "
              "`irkit/peer` is irkit's median over the peer's: below 1 means irkit is faster.", ""]
     for row in report["workloads"]:
+        unit = row.get("rate") and row["rate"][0]
         lines += [f"## {row['name']}: {row['description']}", "",
-                  "| system | median ms | min ms | max ms | irkit/peer |", "|---|---|---|---|---|"]
+                  "| system | median ms | min ms | max ms | irkit/peer |" + (f" {unit}/s |" if unit else ""),
+                  "|---|---|---|---|---|" + ("---|" if unit else "")]
         for name, r in row["systems"].items():
             lines.append(f"| {name} | {1e3 * r['median']:.3f} | {1e3 * r['min']:.3f} | {1e3 * r['max']:.3f} | "
-                         f"{r['irkit_ratio']:.2f} |")
+                         f"{r['irkit_ratio']:.2f} |" + (f" {r['rate']:,.0f} |" if unit else ""))
         lines.append("")
     return "\n".join(lines)
 

@@ -39,3 +39,4 @@ from irkit.function import Function, function  # noqa: E402
 from irkit.gradients import Lop, Rop, grad, hessian, jacobian, jvp, stop_gradient, verify_grad, vjp  # noqa: E402
 from irkit.debugprint import debugprint  # noqa: E402
 from irkit.custom import OpFromGraph  # noqa: E402
+from irkit.control import ifelse, scan, until  # noqa: E402

@@ -1,8 +1,9 @@
 """The default pipeline, stage by stage, and the context that knows every dialect.
 
-    tensor:  stabilize, autodiff, canonicalize, constant-fold, stabilize, canonicalize, cse, dce
+    tensor:  sink-branches, stabilize, autodiff, canonicalize, constant-fold, stabilize, canonicalize, cse,
+             dce, scan-keep-last, sink-branches
     fused:   decompose, canonicalize, cse, fuse
-    loops:   bufferize, lower-to-loops
+    loops:   bufferize, lower-to-loops, hoist-allocs
 
 `DEFAULT` is what `ik.function` runs for the CPU (`irkit-opt -p default`).
 """
@@ -21,12 +22,14 @@ from irkit.config import config
 from irkit.errors import CompileError, IrkitError
 
 STAGES = {
-    # stabilize first (log∘softmax is differentiated as log_softmax), autodiff, then the
-    # rewrites again over the gradients too
-    "tensor": ["stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize", "canonicalize", "cse",
-               "dce"],
+    # branches take their own work first (their derivatives then stay lazy too); stabilize
+    # (log∘softmax is differentiated as log_softmax), autodiff, then the rewrites again over
+    # the gradients too; scans keep only what is read of them, and the branches take what
+    # the derivatives added
+    "tensor": ["sink-branches", "stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize",
+               "canonicalize", "cse", "dce", "scan-keep-last", "sink-branches"],
     "fused": ["decompose", "canonicalize", "cse", "fuse"],
-    "loops": ["bufferize", "lower-to-loops"],
+    "loops": ["bufferize", "lower-to-loops", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
 

@@ -114,6 +114,11 @@ class Differentiator:
                         if t is not None:
                             tan[r] = t
                     continue
+                if hasattr(op, "jvp_multi"):  # region ops (scan, if) with several results
+                    for r, t in zip(op.results, op.jvp_multi(ts, ins, [Variable(r) for r in op.results])):
+                        if t is not None:
+                            tan[r] = t
+                    continue
                 if len(op.results) != 1:
                     raise GradientUndefinedError(f"{describe(op)}: no derivative through an op with several results")
                 y = Variable(op.results[0])

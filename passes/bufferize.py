@@ -20,6 +20,7 @@ aliases an argument, a constant or another result (a copy is made).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from xdsl.context import Context
@@ -80,27 +81,116 @@ class Buf:
 class Bufferizer:
     """Rewrites one tensor-level function into a loops-level one."""
 
-    def __init__(self, old: func.FuncOp, module: builtin.ModuleOp) -> None:
-        self.old = old
+    def __init__(self, module: builtin.ModuleOp, cursor: Cursor) -> None:
         self.module = module
-        ftype = old.function_type
-        arg_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.inputs]
-        res_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.outputs]
-        self.new = func.FuncOp(old.sym_name.data, (arg_types, res_types), arg_attrs=old.arg_attrs,
-                               res_attrs=old.res_attrs)
-        self.new.attributes.update(old.attributes)
-        self.block = self.new.body.block
-        terminator = func.ReturnOp()
-        self.block.add_op(terminator)
-        self.cur = Cursor(InsertPoint.before(terminator))
-        self._terminator = terminator
+        self.cur = cursor
         self.buf: dict[SSAValue, Buf] = {}
         self.index_cache: dict[SSAValue, object] = {}
         self.d = IRDims(self.cur, self.dims_of, self.load_index)
-        for a_old, a_new in zip(old.body.block.args, self.block.args):
+        self.last_use: dict[SSAValue, int] = {}
+        self.step = 0
+        self.yielded: list[Buf] = []
+
+    @classmethod
+    def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp) -> "Bufferizer":
+        ftype = old.function_type
+        arg_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.inputs]
+        res_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.outputs]
+        new = func.FuncOp(old.sym_name.data, (arg_types, res_types), arg_attrs=old.arg_attrs,
+                          res_attrs=old.res_attrs)
+        new.attributes.update(old.attributes)
+        terminator = func.ReturnOp()
+        new.body.block.add_op(terminator)
+        self = cls(module, Cursor(InsertPoint.before(terminator)))
+        self.old, self.new, self._terminator = old, new, terminator
+        for a_old, a_new in zip(old.body.block.args, new.body.block.args):
             a_new.name_hint = a_old.name_hint
             if isinstance(a_new.type, MemRefType):
                 self.buf[a_old] = Buf(a_new, self.cur.dims(a_new), Alloc("arg", a_new))
+        return self
+
+    def nested(self, cursor: Cursor, borrowed: dict[SSAValue, Buf], owned: dict[SSAValue, Buf]) -> "Bufferizer":
+        """A bufferizer for the block of a region op, building at `cursor`: its arguments are
+        `borrowed` buffers (never freed or overwritten here) and `owned` ones (temporaries it
+        frees after their last use)."""
+        sub = Bufferizer(self.module, cursor)
+        for v, b in borrowed.items():
+            sub.buf[v] = Buf(b.memref, b.dims, Alloc("arg", b.memref), b.transposed_from, b.extra)
+        sub.buf.update(owned)
+        return sub
+
+    def run_block(self, block) -> list[Buf]:
+        """Bufferize a region's block; the buffers of what its terminator yields."""
+        self.run_ops(list(block.ops))
+        return self.yielded
+
+    def free_all(self, keep: Sequence[Buf] = ()) -> None:
+        """Free what this bufferizer allocated and still holds, except `keep`."""
+        kept = {id(b.root) for b in keep}
+        for b in list(self.buf.values()):
+            for root in (b.root, b.transposed_from.root if b.transposed_from else None):
+                if root is not None and root.kind == "alloc" and not root.freed and not root.returned \
+                        and id(root) not in kept:
+                    self.cur.emit(memref.DeallocOp.get(root.memref))
+                    root.freed = True
+
+    def free(self, b: Buf) -> None:
+        if b.root.kind == "alloc" and not b.root.freed:
+            self.cur.emit(memref.DeallocOp.get(b.root.memref))
+            b.root.freed = True
+
+    def owned_copy(self, b: Buf, t: TensorType, taken: set) -> Buf:
+        """b itself if this bufferizer owns its whole allocation and nothing else takes it, else a copy."""
+        if b.root.kind != "alloc" or b.root.freed or b.memref is not b.root.memref or id(b.root) in taken:
+            b = self.copy(b, t)
+        taken.add(id(b.root))
+        return b
+
+    def adopt(self, v: SSAValue, m: SSAValue) -> None:
+        """v's buffer is `m`, a fresh allocation handed over by a region (this one frees it)."""
+        self.buf[v] = Buf(m, self.cur.dims(m), Alloc("alloc", m))
+
+    def block_dims(self, block, arg_dims: dict[SSAValue, list], wanted: Sequence[SSAValue], where: str) -> list:
+        """The dims of values of a region's block, by its ops' shape rules, computed here from
+        the dims of its arguments (before the region runs)."""
+        dims = dict(arg_dims)
+        alias: dict[SSAValue, SSAValue] = {}  # a kernel's argument -> the value it reads
+
+        def unknown(v):
+            if v in alias:
+                return algebra.value(alias[v])
+            raise CompileError(f"{where}: the shape of a per-step output depends on data computed in the step "
+                               "(keep such values as recurrent states, whose shape is fixed)")
+        algebra = IRDims(self.cur, lambda v: dims[v], unknown)
+        for op in block.ops:
+            if isinstance(op, KernelOp):
+                alias.update(zip(op.body.block.args, op.inputs))
+                for a, v in zip(op.body.block.args, op.inputs):
+                    dims[a] = dims[v]
+                for o in op.body.block.ops:
+                    self._rule_dims(algebra, o, dims)
+                for r, v in zip(op.res, op.yield_op.values):
+                    dims[r] = dims[v]
+            else:
+                self._rule_dims(algebra, op, dims)
+        return [dims[v] for v in wanted]
+
+    def _rule_dims(self, algebra: IRDims, op: Operation, dims: dict) -> None:
+        if isinstance(op, I.ConstantOp):
+            dims[op.result] = list(op.result.type.get_shape())
+        elif isinstance(op, IkOp):
+            algebra.context = describe(op)
+            for r, d in zip(op.results, op.shape_rule(algebra, op.operands, op.params)):
+                dims[r] = d
+        elif hasattr(op, "result_dims"):  # a nested region op
+            for r, d in zip(op.results, op.result_dims(algebra, self)):
+                dims[r] = d
+        else:
+            for r in op.results:
+                shape = list(r.type.get_shape())
+                if any(x < 0 for x in shape):
+                    raise CompileError(f"{describe(op)}: the size of its result is known only once it runs")
+                dims[r] = shape
 
     # -- what ops ask of the bufferizer -----------------------------------------
     def dims_of(self, v: SSAValue) -> list:
@@ -156,7 +246,11 @@ class Bufferizer:
 
     # -- the walk ------------------------------------------------------------------
     def run(self) -> func.FuncOp:
-        ops = list(self.old.body.block.ops)
+        self.run_ops(list(self.old.body.block.ops))
+        return self.new
+
+    def run_ops(self, ops: list[Operation]) -> None:
+        from irkit.dialects.ik.control import YieldOp
         self.last_use = self._last_uses(ops)
         for k, op in enumerate(ops):
             self.step = k
@@ -164,20 +258,21 @@ class Bufferizer:
                 self.kernel(op)
             elif isinstance(op, func.ReturnOp):
                 self.ret(op)
+            elif isinstance(op, YieldOp):
+                self.yielded = [self.buffer_of(v) for v in op.values]
+                continue  # what is yielded stays alive for the region op to take
             elif _is_lazy(op):
                 pass  # a size computation: evaluated where it is used, stored if read as data
             elif isinstance(op, I.ConstantOp):
                 self.constant(op)
+            elif hasattr(op, "lower"):
+                self.d.context = describe(op)
+                op.lower(self)
             elif isinstance(op, IkOp):
-                if hasattr(op, "lower"):
-                    self.d.context = describe(op)
-                    op.lower(self)
-                else:
-                    raise CompileError(f"bufferize: {op.name} has no lowering")
+                raise CompileError(f"bufferize: {op.name} has no lowering")
             else:
                 raise CompileError(f"bufferize: unexpected op {op.name} at the tensor level")
             self.free_dead(k)
-        return self.new
 
     def _last_uses(self, ops: list[Operation]) -> dict[SSAValue, int]:
         last: dict[SSAValue, int] = {}
@@ -228,9 +323,12 @@ class Bufferizer:
                     dims[r] = [x if x is not None else _no_index(r) for x in d]
         out_dims = [dims[v] for v in op.yield_op.values]
         outs: list[Buf] = []
-        for t, d in zip(op.res.types, out_dims):
-            # One input buffer can take only one of a multi-output kernel's results.
-            taken = {b.root for b in outs}
+        reads = _args_read(op)
+        for k, (t, d) in enumerate(zip(op.res.types, out_dims)):
+            # One input buffer can take only one of a multi-output kernel's results, and not one
+            # that a result stored after it still reads (each is stored before the next is computed).
+            taken = {b.root for b in outs} | {b.root for later in reads[k + 1:] for j, b in enumerate(ins)
+                                               if body.args[j] in later}
             reuse = self._in_place_candidate(op, ins, t, d, taken)
             outs.append(reuse if reuse is not None else self.alloc(t, d))
         region = op.body.clone()
@@ -375,6 +473,16 @@ class Bufferizer:
         self._terminator.operands = values
 
 
+def _args_read(op: KernelOp) -> list[set]:
+    """Per result of a kernel, the kernel arguments it is computed from."""
+    deps: dict = {a: {a} for a in op.body.block.args}
+    for inner in op.body.block.ops:
+        got = set().union(*(deps.get(v, set()) for v in inner.operands)) if inner.operands else set()
+        for r in inner.results:
+            deps[r] = got
+    return [deps.get(v, set()) for v in op.yield_op.values]
+
+
 def _no_index(v):
     raise CompileError(f"bufferize: the size of {v} is not computable here")
 
@@ -399,6 +507,6 @@ class BufferizePass(ModulePass):
             if not any(isinstance(t, TensorType) for t in [*f.function_type.inputs, *f.function_type.outputs]) \
                     and not any(isinstance(o, (IkOp, KernelOp)) for o in f.body.block.ops):
                 continue
-            new = Bufferizer(f, op).run()
+            new = Bufferizer.for_function(f, op).run()
             Rewriter.replace_op(f, new)
 

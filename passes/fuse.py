@@ -393,7 +393,11 @@ class FusePass(ModulePass):
     max_ops: int = 1024
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
-        for f in op.walk():
+        from irkit.dialects.ik.control import IfOp, ScanOp
+        for f in list(op.walk()):
             if isinstance(f, func.FuncOp) and f.body.blocks:
                 fuse_block(f.body.block, self.max_ops)
+            elif isinstance(f, (ScanOp, IfOp)):  # loop bodies and branches fuse on their own
+                for region in f.regions:
+                    fuse_block(region.block, self.max_ops)
 

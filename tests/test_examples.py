@@ -35,3 +35,15 @@ def test_quickstart_runs():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "irkit matches numpy." in proc.stdout
+
+
+def test_rnn_language_model_learns_with_bptt():
+    import rnn_lm
+    first, last = rnn_lm.main(epochs=12, hidden=32, quiet=True)
+    assert last < first - 0.4, (first, last)
+
+
+def test_hessian_free_training_with_rop_through_scan():
+    import hessian_free
+    first, last = hessian_free.main(iterations=4, quiet=True)
+    assert last < first / 5, (first, last)

@@ -351,6 +351,26 @@ case("ik.logsumexp", "large", lambda x: ik.logsumexp(x, 0), C([[700.0, -700.0], 
 
 # op -> a function of float inputs whose value goes through the op (first argument a float
 # array away from the op's discontinuities, second a second operand where the op has one)
+# -- control flow: the body's own rules, through the loop and the branch ------------
+
+def _rnn(x, h0, w):
+    hs, _ = ik.scan(lambda xt, h, w: ik.tanh(xt + ik.dot(h, w)), sequences=x, outputs_info=h0, non_sequences=w)
+    return hs
+
+
+def _taps(x, h0):
+    hs, _ = ik.scan(lambda xm1, xp1, hm2, hm1: ik.sin(hm1) * hm2 + xm1 * xp1, sequences=dict(input=x, taps=[-1, 1]),
+                    outputs_info=dict(initial=h0, taps=[-2, -1]))
+    return hs
+
+
+case("ik.scan", "elman", _rnn, U(-1, 1, 4, 3), U(-1, 1, 3), U(-0.6, 0.6, 3, 3), jac=False)
+case("ik.scan", "taps", _taps, U(-1, 1, 6, 2), U(-1, 1, 3, 2), jac=False)
+case("ik.if", "then", lambda x, y: ik.ifelse(ik.sum(x) > -100, ik.exp(x) * y, ik.sin(y)), U(-1, 1, 3), U(-1, 1, 3),
+     jac=False)
+case("ik.if", "else", lambda x, y: ik.ifelse(ik.sum(x) > 100, ik.exp(x) * y, ik.sin(y) * x), U(-1, 1, 3),
+     U(-1, 1, 3), jac=False)
+
 ZERO_GRAD = {
     "ik.floor": lambda x, y: ik.floor(x),
     "ik.ceil": lambda x, y: ik.ceil(x),
@@ -391,6 +411,8 @@ NO_GRADIENT = {
     "ik.constant": "a constant",
     "ik.arange": "integer (or static) bounds",
     "ik.eye": "static or integer sizes",
+    # structure: the ops of the body carry the derivatives
+    "ik.yield": "the terminator of scan and if bodies",
 }
 
 ALL_CASES = [c for cases in GRAD_CASES.values() for c in cases]
