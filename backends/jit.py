@@ -75,7 +75,7 @@ def _capsule_pointer(capsule) -> int:
 
 def _register_blas() -> None:
     import scipy.linalg.cython_blas as blas
-    for fn in ("sgemm", "dgemm"):
+    for fn in ("sgemm", "dgemm", "sgemv", "dgemv"):
         llvm.add_symbol("irkit_" + fn, _capsule_pointer(blas.__pyx_capi__[fn]))
 
 

@@ -69,6 +69,7 @@ IBIN = {arith.AddiOp: "add", arith.SubiOp: "sub", arith.MuliOp: "mul", arith.Div
         arith.OrIOp: "or_", arith.XOrIOp: "xor", arith.ShLIOp: "shl", arith.ShRSIOp: "ashr",
         arith.ShRUIOp: "lshr"}
 GEMM = {"irkit_gemm_f32": ("irkit_sgemm", F32), "irkit_gemm_f64": ("irkit_dgemm", F64)}
+GEMV = {"irkit_gemv_f32": ("irkit_sgemv", F32), "irkit_gemv_f64": ("irkit_dgemv", F64)}
 
 
 def ll_type(t: Attribute) -> ir.Type:
@@ -802,8 +803,41 @@ class FunctionTranslator:
         b.ret(I32(0))
 
     # -- calls ------------------------------------------------------------------------
+    def _gemv(self, op: func.CallOp, sym: str, ft) -> None:
+        """`@irkit_gemv_*(trans, M, N, alpha, A, offA, lda, X, offX, beta, Y, offY)`: BLAS's
+        column-major y = alpha op(A) x + beta y (Fortran ABI), unit strides."""
+        (trans, m, n, alpha, A, offa, lda, X, offx, beta, Y, offy) = [self.v(x) for x in op.arguments]
+        b, eb = self.b, self.entry_builder
+        ch = eb.alloca(I8)
+        im, in_, ilda, inc = (eb.alloca(I32) for _ in range(4))
+        pal, pbe = eb.alloca(ft), eb.alloca(ft)
+        b.store(b.select(trans, I8(ord("T")), I8(ord("N"))), ch)
+        b.store(b.trunc(m, I32), im)
+        b.store(b.trunc(n, I32), in_)
+        b.store(b.trunc(b.select(b.icmp_signed("<", lda, I64(1)), I64(1), lda), I32), ilda)
+        b.store(I32(1), inc)
+        b.store(alpha, pal)
+        b.store(beta, pbe)
+        pa = b.gep(A.ptr, [offa], inbounds=True, source_etype=ft)
+        px = b.gep(X.ptr, [offx], inbounds=True, source_etype=ft)
+        py = b.gep(Y.ptr, [offy], inbounds=True, source_etype=ft)
+        gemv = self.tr.declare(sym, ir.VoidType(), [PTR] * 11)
+        rows = b.select(trans, n, m)  # the length of y
+        both = b.and_(b.icmp_signed(">", m, I64(0)), b.icmp_signed(">", n, I64(0)))
+        with b.if_else(both) as (call, empty):
+            with call:
+                b.call(gemv, [ch, im, in_, pal, pa, ilda, px, inc, pbe, py, inc])
+            with empty:  # x is empty: y is zeros (BLAS would return without writing it)
+                memset = self.tr.intrinsic("llvm.memset", [PTR, I64])
+                size = I64(4 if ft == F32 else 8)
+                b.call(memset, [py, I8(0), b.mul(b.select(b.icmp_signed(">", rows, I64(0)), rows, I64(0)), size),
+                                I1(0)])
+
     def _call(self, op: func.CallOp) -> None:
         name = op.callee.root_reference.data
+        if name in GEMV:
+            self._gemv(op, *GEMV[name])
+            return
         if name not in GEMM:
             raise CompileError(f"llvm: call to unknown function @{name}")
         sym, ft = GEMM[name]

@@ -11,6 +11,7 @@ PyTensor's scan, on the same data.
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
@@ -93,7 +94,7 @@ def _pytensor_rnn(grad: bool):
     x, W, U, h0 = pt.tensor3("x", dtype="float32"), pt.matrix("W", dtype="float32"), \
         pt.matrix("U", dtype="float32"), pt.matrix("h0", dtype="float32")
     hs, _ = pytensor.scan(lambda a, h, U: pt.tanh(a + pt.dot(h, U)), sequences=pt.dot(x, W), outputs_info=h0,
-                          non_sequences=U)
+                          non_sequences=U, mode=_pytensor_mode())
     out = hs if not grad else pytensor.grad(hs.sum(), [W, U, h0])
     return pytensor.function([x, W, U, h0], out, mode=_pytensor_mode())
 
@@ -101,21 +102,36 @@ def _pytensor_rnn(grad: bool):
 def _pytensor_mode():
     """PyTensor's C backend: its numba backend needs another llvmlite than irkit's, and both
     run in this one process."""
+    import pytensor
     from pytensor.compile.mode import Mode
+    pytensor.config.linker = "cvm"        # also for the scans that pytensor.grad makes
+    pytensor.config.mode = "FAST_RUN"
     return Mode(linker="cvm", optimizer="fast_run")
 
 
+def peer(name: str, make: Callable[[], Callable], out: dict) -> None:
+    """Add a peer system when it is installed and builds; say why when it does not."""
+    try:
+        out[name] = make()
+    except ImportError:
+        return
+    except Exception as e:  # an installed peer that fails is reported, not fatal
+        print(f"  ({name} left out: {type(e).__name__}: {str(e).splitlines()[0][:120]})", file=sys.stderr)
+
+
 def _peers(make_jax: Callable, make_pytensor: Callable, args: tuple, out: dict) -> None:
-    try:
+    def jax_run():
         f = make_jax()
-        out["jax"] = lambda: [np.asarray(v) for v in (lambda r: r if isinstance(r, tuple) else (r,))(f(*args))]
-    except ImportError:
-        pass
-    try:
+        run = (lambda: [np.asarray(v) for v in (lambda r: r if isinstance(r, tuple) else (r,))(f(*args))])
+        run()
+        return run
+
+    def pytensor_run():
         g = make_pytensor()
-        out["pytensor"] = lambda: g(*args)
-    except ImportError:
-        pass
+        g(*args)
+        return lambda: g(*args)
+    peer("jax", jax_run, out)
+    peer("pytensor", pytensor_run, out)
 
 
 def rnn(T: int, B: int, I: int, H: int, grad: bool):  # noqa: E741
@@ -240,15 +256,17 @@ def _jax_lm(params):
 def _pytensor_lm(params):
     import pytensor
     import pytensor.tensor as pt
+    mode = _pytensor_mode()
     shared = [pytensor.shared(p.copy()) for p in params]
     W_in, W_rec, b_h, W_out, b_o = shared
     words, targets = pt.lvector("words"), pt.lvector("targets")
     hs, _ = pytensor.scan(lambda e, h, U: pt.sigmoid(e + pt.dot(h, U)), sequences=W_in[words] + b_h,
-                          outputs_info=pt.zeros((W_rec.shape[0],), dtype="float32"), non_sequences=W_rec)
+                          outputs_info=pt.zeros((W_rec.shape[0],), dtype="float32"), non_sequences=W_rec,
+                          mode=mode)
     logp = pt.special.log_softmax(pt.dot(hs, W_out) + b_o, axis=-1)
     loss = -logp[pt.arange(words.shape[0]), targets].sum()
     grads = pytensor.grad(loss, shared)
-    return pytensor.function([words, targets], loss, mode=_pytensor_mode(),
+    return pytensor.function([words, targets], loss, mode=mode,
                              updates=[(p, p - np.float32(LR) * g) for p, g in zip(shared, grads)])
 
 
@@ -266,10 +284,10 @@ def rnn2012(H: int, V: int):
                "check": (lambda: np.concatenate([np.ravel(v) for v in check(words, targets)]), want,
                          2e-3 * max(1.0, float(np.abs(want).max())))}
         for name, maker in (("jax", _jax_lm), ("pytensor", _pytensor_lm)):
-            try:
+            def build(maker=maker):
                 fn = maker(params)
-                out[name] = (lambda fn=fn: fn(words, targets))
-            except ImportError:
-                pass
+                fn(words, targets)
+                return lambda: fn(words, targets)
+            peer(name, build, out)
         return out
     return make

@@ -521,7 +521,9 @@ def scan_vjp(op: ScanOp, cts, ins, outs) -> list:
     for j, (init, taps) in enumerate(zip(inits, state_taps)):
         m = -min(taps)
         rows = K.expand_dims(init, 0) if taps == (-1,) else init[K.dim(init, 0) - m:]
-        rev_seqs.append((K.concatenate([rows, hist[j]], 0), tuple(-k for k in taps)))
+        # the taps the step read, and (last) the state it wrote, which the derivative reads
+        # instead of recomputing it
+        rev_seqs.append((K.concatenate([rows, hist[j]], 0), tuple(-k for k in taps) + (0,)))
     ct_stacked = {}
     for k, (c, o) in enumerate(zip(cts, outs)):
         if c is not None and k not in kept and _is_float(o):
@@ -552,9 +554,11 @@ def scan_vjp(op: ScanOp, cts, ins, outs) -> list:
         seq_args.append(args[pos:pos + len(group)])
         mapping.update(zip(group, args[pos:pos + len(group)]))
         pos += len(group)
+    written = []
     for group in fwd_states:
         mapping.update(zip(group, args[pos:pos + len(group)]))
-        pos += len(group)
+        written.append(args[pos + len(group)])
+        pos += len(group) + 1
     ct_args = {k: args[pos + i] for i, k in enumerate(ct_stacked)}
     pos += len(ct_stacked)
     pending = {}
@@ -618,6 +622,9 @@ def scan_vjp(op: ScanOp, cts, ins, outs) -> list:
                     slice_grads.append(g(a, Variable(mapping[a])))
         factors = [v for k in float_consts for pair in outer[k] for v in pair]
     anchor.operands = [v.value for v in new_vals + slice_grads + factors]
+    for j, stored in enumerate(written):
+        if values[j].owner.parent is block:  # what the forward loop computed, not recomputed
+            values[j].replace_all_uses_with(stored)
     n_pending = len(rev_inits) - len(float_consts)
     for k, a in zip(float_consts, acc_args):
         if k not in summed:

@@ -70,6 +70,18 @@ class Cursor:
         yield_op.operands = list(out or [])
         return list(loop.results)
 
+    def if_else(self, cond: SSAValue, then_fn: Callable[["Cursor"], None],
+                else_fn: Callable[["Cursor"], None]) -> None:
+        """scf.if without results; each branch built by a function of its own cursor."""
+        blocks = []
+        for fn in (then_fn, else_fn):
+            block = Block()
+            y = scf.YieldOp()
+            block.add_op(y)
+            fn(Cursor(InsertPoint.before(y)))
+            blocks.append(block)
+        self.emit(scf.IfOp(cond, [], Region(blocks[0]), Region(blocks[1])))
+
     def loop_nest(self, extents: Sequence[int | SSAValue], inits: Sequence[SSAValue],
                   body: Callable[["Cursor", list[SSAValue], list[SSAValue]], Sequence[SSAValue]]
                   ) -> list[SSAValue]:

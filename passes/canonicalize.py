@@ -159,10 +159,50 @@ def idempotent(op):
         return K.abs(var(neg.x))
 
 
+def _increments_of_zeros(v):
+    """The ik.scatter "inc" into zeros that only v's one user reads (the gradient of an
+    indexing), else None."""
+    op = owner(v, I.ScatterOp)
+    if op is not None and op.params.mode == "inc" and is_const(op.x, 0) and len(list(op.result.uses)) == 1:
+        return op
+    return None
+
+
+def _scatter_into(s, x, y):
+    return graph.place(I.ScatterOp.make([x, y, *s.indices], **s.params.as_dict())).results[0]
+
+
+def add_scatter(op):
+    """x + scatter_inc(0, y, idx) -> scatter_inc(x, y, idx): an SGD step on an embedding
+    touches its selected rows only (the sum may round differently where indices repeat)."""
+    for x, g in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+        s = _increments_of_zeros(g)
+        if s is not None and _same(x, op.result):
+            return _scatter_into(s, x, s.y)
+
+
+def sub_scatter(op):
+    """x - scatter_inc(0, y, idx) -> scatter_inc(x, -y, idx)."""
+    s = _increments_of_zeros(op.rhs)
+    if s is not None and _same(op.lhs, op.result):
+        return _scatter_into(s, op.lhs, K.neg(var(s.y)).value)
+
+
+def mul_scatter(op):
+    """c * scatter_inc(0, y, idx) -> scatter_inc(0, c * y, idx) for a finite scalar c."""
+    for c, g in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+        s = _increments_of_zeros(g)
+        value = splat(c)
+        if s is not None and not c.type.get_shape() and value is not None and np.isfinite(value):
+            scaled = K.mul(var(c), var(s.y))
+            if scaled.dtype == dtype_of(s.y.type):
+                return _scatter_into(s, s.x, scaled.value)
+
+
 RULES = [
-    (I.AddOp, add_zero), (I.AddOp, add_neg),
-    (I.SubOp, sub_zero), (I.SubOp, sub_neg),
-    (I.MulOp, mul_one), (I.TrueDivOp, div_one),
+    (I.AddOp, add_zero), (I.AddOp, add_neg), (I.AddOp, add_scatter),
+    (I.SubOp, sub_zero), (I.SubOp, sub_neg), (I.SubOp, sub_scatter),
+    (I.MulOp, mul_one), (I.MulOp, mul_scatter), (I.TrueDivOp, div_one),
     (I.NegOp, neg_neg), (I.PowOp, pow_const), (I.CastOp, cast_cast),
     (I.TransposeOp, transpose_transpose), (I.ReshapeOp, reshape_reshape),
     (I.SqueezeOp, squeeze_expand), (I.LogOp, log_exp), (I.WhereOp, where_same),

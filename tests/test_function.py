@@ -574,3 +574,18 @@ def test_sizes_read_by_size_arithmetic_stay_alive():
     total, n = f(av, bv)
     np.testing.assert_allclose(total, np.sum(want * np.arange(6.0).reshape(2, 3)))
     assert n == 6
+
+
+def test_sgd_on_selected_rows_updates_them_in_one_scatter():
+    """W - lr * grad(sum(W[idx]**2)) becomes a scatter-increment of W (canonicalize), and
+    repeated indices accumulate as numpy's add.at."""
+    W = ik.shared(np.arange(12.0).reshape(4, 3), name="W")
+    idx = ik.lvector("idx")
+    g = ik.grad(ik.sum(W[idx] ** 2), W)
+    f = ik.function([idx], [], updates=[(W, W - 0.1 * g)])
+    assert "ik.scatter %W" in f.ir("tensor") and "ik.fill" not in f.ir("tensor")
+    w0 = W.get_value().copy()
+    f(np.array([1, 1, 3]))
+    grad = np.zeros_like(w0)
+    np.add.at(grad, [1, 1, 3], 2 * w0[[1, 1, 3]])
+    np.testing.assert_allclose(W.get_value(), w0 - 0.1 * grad, rtol=1e-15)

@@ -445,3 +445,39 @@ def test_shape_attributes_and_numpy_keyword_signatures(rng):
         len(x)  # the first dim is not static
     with pytest.raises(TypeError):
         bool(x > 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", [(3, 5, 4), (70, 50, 40)], ids=["inline", "blas"])
+def test_matmul_with_transposed_operands_small_and_large(dtype, size, rng):
+    """Below SMALL_GEMM multiply-adds the product is inlined loops, above it BLAS; either
+    reads a transposed operand (a.T, b.T) in place, with and without a batch."""
+    from irkit.dialects.ik.linalg import SMALL_GEMM
+    m, n, k = size
+    assert (m * n * k <= SMALL_GEMM) == (size == (3, 5, 4))
+    a, at = ik.matrix("a", dtype=dtype), ik.matrix("at", dtype=dtype)
+    b, bt = ik.matrix("b", dtype=dtype), ik.matrix("bt", dtype=dtype)
+    ab = ik.tensor3("ab", dtype=dtype)
+    outs = [a @ b, at.T @ b, a @ bt.T, at.T @ bt.T, ab @ bt.T]
+    av, bv = sample(rng, dtype, (m, k)), sample(rng, dtype, (k, n))
+    abv = sample(rng, dtype, (2, m, k))
+    got = ik.function([a, at, b, bt, ab], outs)(av, np.ascontiguousarray(av.T), bv, np.ascontiguousarray(bv.T), abv)
+    wants = [av @ bv] * 4 + [abv @ bv]
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, wants):
+        np.testing.assert_allclose(g, w, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_matrix_products_above_the_inline_size_use_gemv(dtype, rng):
+    """A row times a matrix and a matrix times a column (static 1s from 1-D operands), large
+    enough for BLAS: gemv, with the matrix read as stored or transposed."""
+    v, M, Mt = ik.vector("v", dtype=dtype), ik.matrix("M", dtype=dtype), ik.matrix("Mt", dtype=dtype)
+    w = ik.vector("w", dtype=dtype)
+    f = ik.function([v, M, Mt, w], [ik.dot(v, M), ik.dot(v, Mt.T), ik.dot(M, w), ik.dot(Mt.T, w)])
+    assert "irkit_gemv" in f.ir("loops")
+    vv, Mv, wv = sample(rng, dtype, (300,)), sample(rng, dtype, (300, 310)), sample(rng, dtype, (310,))
+    got = f(vv, Mv, np.ascontiguousarray(Mv.T), wv)
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    for g, want in zip(got, [vv @ Mv, vv @ Mv, Mv @ wv, Mv @ wv]):
+        np.testing.assert_allclose(g, want, **tol)

@@ -310,9 +310,12 @@ class ScanLowering:
         if op.has_until:
             steps = self.while_loop(n)
         else:
-            cur.for_loop(0, n, 1, [], lambda c, t, _: self.step(c, t) and [])
+            def body(c, t, _):
+                self.step(c, t)
+                return []
+            cur.for_loop(0, n, 1, [], body)
             steps = n
-        self.finish(steps, n)
+        self.finish(steps)
 
     def output_dims(self) -> list[list]:
         """Per result, the dims of one step's value: a state's own, a per-step output's by the
@@ -354,8 +357,9 @@ class ScanLowering:
         cur.for_loop(0, m, 1, [], row)
 
     # -- one step --------------------------------------------------------------------------------
-    def step(self, c, t) -> list[SSAValue]:
-        """The body at step t (an index); returns the yielded buffers' Bufs (after writing them)."""
+    def step(self, c, t) -> SSAValue | None:
+        """The body at step t (an index), its values written into the results; returns the
+        `until` condition (an i1) when the scan has one."""
         op, bz = self.op, self.bz
         seqs, states, consts = op.arg_groups()
         bindings = {}
@@ -418,7 +422,7 @@ class ScanLowering:
 
         def from_results(ci):
             copy_rows(ci, res.memref, [back], into.memref, [], dims)
-        if_else(c, before, from_init, from_results)
+        c.if_else(before, from_init, from_results)
 
     def check_dims(self, c, k: int, got: list) -> None:
         want = self.state_dims[k] if k < len(self.op.inits) else None
@@ -474,7 +478,7 @@ class ScanLowering:
         yield_op.operands = [nxt, cond]
         return loop.results[0]
 
-    def finish(self, steps, n) -> None:
+    def finish(self, steps) -> None:
         """Each result: the stacked rows that ran, or the last value of a kept-last one."""
         op, bz, cur = self.op, self.bz, self.cur
         kept = op.kept_last()
@@ -525,20 +529,6 @@ def copy_rows(c, src: SSAValue, src_prefix: list, dst: SSAValue, dst_prefix: lis
         ci.emit(memref.StoreOp.get(x, dst, [*dst_prefix, *ivs]))
         return []
     c.loop_nest(dims, [], body)
-
-
-def if_else(c, cond: SSAValue, then_fn, else_fn) -> None:
-    """scf.if without results; each branch built by a function of its cursor."""
-    from irkit.loops import Cursor
-    from xdsl.rewriter import InsertPoint
-    blocks = []
-    for fn in (then_fn, else_fn):
-        block = Block()
-        y = scf.YieldOp()
-        block.add_op(y)
-        fn(Cursor(InsertPoint.before(y)))
-        blocks.append(block)
-    c.emit(scf.IfOp(cond, [], Region(blocks[0]), Region(blocks[1])))
 
 
 @irdl_op_definition

@@ -139,13 +139,115 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
     t_b = S.constant(c, b.transposed_from is not None, np.dtype(bool))
     mats = [bz.d.product(sa.dims[-2:]), bz.d.product(sb.dims[-2:]), bz.d.mul(m, n)]
 
+    known = int(np.prod([x for x in (m, n, k) if isinstance(x, int)]))
+    if known > SMALL_GEMM:      # large whatever the dynamic sizes are (or empty: BLAS skips it)
+        small = None
+    elif all(isinstance(x, int) for x in (m, n, k)):
+        small = True
+    else:
+        work = bz.d.mul(bz.d.mul(m, n), k)
+        small = c.emit(arith.CmpiOp(c.as_index(work), c.index(SMALL_GEMM), "sle"))
+    trans = (a.transposed_from is not None, b.transposed_from is not None)
+    # a row times a matrix (or a matrix times a column) is BLAS's gemv: gemm would pack the matrix
+    vector = "row" if m == 1 else "column" if n == 1 else None
+
     def body(cc, ivs, _):
         offs = [_batch_offset(cc, ivs, buf.dims[:-2], mat) for buf, mat in zip((sa, sb, out), mats)]
-        cc.emit(func.CallOp(name, [t_a, t_b, cc.as_index(m), cc.as_index(n), cc.as_index(k), one,
-                                   fa, offs[0], cc.as_index(sa.dims[-1]), fb, offs[1], cc.as_index(sb.dims[-1]),
-                                   zero, fc, offs[2], cc.as_index(n)], []))
+        lda, ldb = cc.as_index(sa.dims[-1]), cc.as_index(sb.dims[-1])
+
+        def call(ci):
+            if vector is not None:
+                _gemv(bz, ci, vector, trans, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, dt)
+                return
+            ci.emit(func.CallOp(name, [t_a, t_b, ci.as_index(m), ci.as_index(n), ci.as_index(k), one,
+                                       fa, offs[0], lda, fb, offs[1], ldb, zero, fc, offs[2], ci.as_index(n)], []))
+
+        def inline(ci):
+            _small_gemm(ci, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, trans, dt)
+        if small is True:
+            inline(cc)
+        elif small is None:
+            call(cc)
+        else:
+            cc.if_else(small, inline, call)
         return []
     c.loop_nest(batch, [], body)
+
+
+def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt) -> None:
+    """C (1 x n) = a B or C (m x 1) = A b as `func.call @irkit_gemv_*`: BLAS's column-major
+    y = op(M) x, where a row-major matrix is its column-major transpose."""
+    name = f"irkit_gemv_{'f32' if dt == np.float32 else 'f64'}"
+    ft = S.scalar_type(dt)
+    flat_t = MemRefType(ft, [DYNAMIC_INDEX])
+    bz.declare(name, [i1, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, ft, flat_t, INDEX])
+    (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
+    if vector == "row":   # y (n) = B^T a: B row-major (k x n) is column-major (n x k)
+        mat, off, ld, x, xoff = fb, ob, ldb, fa, oa
+        t = trans[1]
+        rows, cols = (k, n) if t else (n, k)
+    else:                  # y (m) = A b: A row-major (m x k) is column-major (k x m), transposed
+        mat, off, ld, x, xoff = fa, oa, lda, fb, ob
+        t = not trans[0]
+        rows, cols = (k, m) if t else (m, k)
+    c.emit(func.CallOp(name, [S.constant(c, t, np.dtype(bool)), c.as_index(rows), c.as_index(cols),
+                              S.constant(c, 1.0, dt), mat, off, ld, x, xoff, S.constant(c, 0.0, dt), fc, oc], []))
+
+
+# Below this many multiply-adds a product runs as inlined, vectorised loops: a BLAS call
+# costs more than the work (the matrix-vector products of an RNN step, measured in
+# benchmarks/rnn.py).
+SMALL_GEMM = 1 << 16
+_FAST = arith.FastMathFlagsAttr(["reassoc", "contract"])
+
+
+def _small_gemm(c, a, b, out, m, n, k, trans, dt) -> None:
+    """Row-major C = op(A) op(B) on flat buffers (data, offset, row length): rows of C
+    accumulated from rows of B (i-k-j) when B is not transposed, else dot products (i-j-k)."""
+    (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
+
+    def at(ci, buf, off, row, col, ld):
+        i = ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(row, ld)), col))
+        return ci.emit(memref.LoadOp.get(buf, [ci.emit(arith.AddiOp(off, i))]))
+
+    def a_at(ci, i, kk):
+        return at(ci, fa, oa, kk, i, lda) if trans[0] else at(ci, fa, oa, i, kk, lda)
+
+    def c_index(ci, i, j):
+        return ci.emit(arith.AddiOp(oc, ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(i, ci.as_index(n))), j))))
+
+    def row(ci, i, _):
+        if trans[1]:
+            def col(cj, j, _):
+                def acc(ck, kk, s):
+                    x = S.mul(ck, a_at(ck, i, kk), at(ck, fb, ob, j, kk, ldb), dt, _FAST)
+                    return [S.add(ck, s[0], x, dt, _FAST)]
+                total = cj.for_loop(0, k, 1, [S.constant(cj, 0.0, dt)], acc)[0]
+                cj.emit(memref.StoreOp.get(total, fc, [c_index(cj, i, j)]))
+                return []
+            ci.for_loop(0, n, 1, [], col)
+            return []
+        zero = S.constant(ci, 0.0, dt)
+
+        def clear(cj, j, _):
+            cj.emit(memref.StoreOp.get(zero, fc, [c_index(cj, i, j)]))
+            return []
+        ci.for_loop(0, n, 1, [], clear)
+
+        def axpy(ck, kk, _):
+            x = a_at(ck, i, kk)
+
+            def update(cj, j, _):
+                idx = c_index(cj, i, j)
+                y = S.mul(cj, x, at(cj, fb, ob, kk, j, ldb), dt, _FAST)
+                cj.emit(memref.StoreOp.get(S.add(cj, cj.emit(memref.LoadOp.get(fc, [idx])), y, dt, _FAST),
+                                           fc, [idx]))
+                return []
+            ck.for_loop(0, n, 1, [], update)
+            return []
+        ci.for_loop(0, k, 1, [], axpy)
+        return []
+    c.for_loop(0, m, 1, [], row)
 
 
 def _matmul_loops(bz, a, b, out, dims, adt, bdt, dt) -> None:

@@ -95,6 +95,28 @@ builtin.module {
     func.return %1 : tensor<?x500xf32>
   }
 
+  // A product with few multiply-adds is inlined loops (a BLAS call costs more); one whose size
+  // is known only at run time chooses there.
+  // CHECK-LABEL: func.func @tiny_static(
+  // CHECK-NOT:     func.call
+  // CHECK:         arith.mulf %{{.*}} fastmath<reassoc,contract> : f32
+  // CHECK:         func.return
+  func.func @tiny_static(%x: tensor<2x3xf32>, %w: tensor<3x4xf32>) -> tensor<2x4xf32> {
+    %0 = ik.matmul %x, %w : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+    func.return %0 : tensor<2x4xf32>
+  }
+  // CHECK-LABEL: func.func @small_or_large(
+  // CHECK:         %[[SMALL:.*]] = arith.cmpi sle, %{{.*}}, %{{.*}} : index
+  // CHECK:         scf.if %[[SMALL]] {
+  // CHECK:           arith.mulf %{{.*}} fastmath<reassoc,contract> : f32
+  // CHECK:         } else {
+  // CHECK-NOT:         scf.for
+  // CHECK:             func.call @irkit_gemm_f32(
+  func.func @small_or_large(%x: tensor<?x8xf32>, %w: tensor<8x4xf32>) -> tensor<?x4xf32> {
+    %0 = ik.matmul %x, %w : (tensor<?x8xf32>, tensor<8x4xf32>) -> tensor<?x4xf32>
+    func.return %0 : tensor<?x4xf32>
+  }
+
   // x @ w.T: no copy of the transpose, gemm is told B is transposed; the
   // inner dims must agree at run time
   // CHECK-LABEL: func.func @matmul_transposed(

@@ -396,4 +396,23 @@ builtin.module {
     %1 = ik.cast %0 : (tensor<?xf64>) -> tensor<?xi64>
     func.return %1 : tensor<?xi64>
   }
+
+  // An SGD step through an indexing: W - lr * scatter_inc(0, y, idx) is one increment of W's
+  // rows (mul_scatter, then sub_scatter); a zero fill is left for dce.
+  // CHECK-LABEL: func.func @sgd_rows(
+  // CHECK:         %[[S:.*]] = ik.mul %lr, %y
+  // CHECK:         %[[N:.*]] = ik.neg %[[S]]
+  // CHECK:         %[[U:.*]] = ik.scatter %W, %[[N]], %idx {axes = array<i64: 0>, mode = "inc"}
+  // CHECK-NEXT:    func.return %[[U]]
+  func.func @sgd_rows(%W: tensor<?x?xf64>, %y: tensor<?x?xf64>, %idx: tensor<?xi64>) -> tensor<?x?xf64> {
+    %lr = ik.constant dense<1.000000e-01> : tensor<f64>
+    %z = ik.constant dense<0.000000e+00> : tensor<f64>
+    %n = ik.dim %W : (tensor<?x?xf64>) -> tensor<i64>
+    %m = ik.dim %W {axis = 1 : i64} : (tensor<?x?xf64>) -> tensor<i64>
+    %zeros = ik.fill %z, %n, %m {shape = array<i64: -2, -2>} : (tensor<f64>, tensor<i64>, tensor<i64>) -> tensor<?x?xf64>
+    %g = ik.scatter %zeros, %y, %idx {axes = array<i64: 0>, mode = "inc"} : (tensor<?x?xf64>, tensor<?x?xf64>, tensor<?xi64>) -> tensor<?x?xf64>
+    %s = ik.mul %lr, %g : (tensor<f64>, tensor<?x?xf64>) -> tensor<?x?xf64>
+    %u = ik.sub %W, %s : (tensor<?x?xf64>, tensor<?x?xf64>) -> tensor<?x?xf64>
+    func.return %u : tensor<?x?xf64>
+  }
 }
