@@ -40,3 +40,4 @@ from irkit.gradients import Lop, Rop, grad, hessian, jacobian, jvp, stop_gradien
 from irkit.debugprint import debugprint  # noqa: E402
 from irkit.custom import OpFromGraph  # noqa: E402
 from irkit.control import ifelse, scan, until  # noqa: E402
+from irkit.dsl import compile_dsl, parse_dsl  # noqa: E402

@@ -70,6 +70,30 @@ class IrkitOptMain(xDSLOptMain):
         for ep in entry_points(group="irkit.passes"):
             self.register_pass(ep.name, lambda ep=ep: ep.load())
 
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_irk(stream):
+            from irkit.dsl import parse_dsl
+            data = stream.read()
+            return parse_dsl(data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data,
+                             self.get_input_name())
+        self.available_frontends["irk"] = parse_irk
+
+    def get_input_stream(self):
+        """`.irk` by extension; from `-`/stdin, `.irk` when `-x irk` says so or the text starts with `def`."""
+        if self.args.input_file not in (None, "-"):
+            return super().get_input_stream()
+        data = sys.stdin.buffer.read()
+        lang = self.args.input_lang
+        if lang is None:
+            first = re.sub(rb"(#[^\n]*|\s)+", b" ", data[:4096]).strip()
+            lang = "irk" if first.startswith(b"def ") or first == b"def" else "mlir"
+        return io.BytesIO(data), lang
+
+    def get_input_name(self):
+        return "<stdin>" if self.args.input_file in (None, "-") else self.args.input_file
+
     def register_all_targets(self) -> None:
         super().register_all_targets()
         self.available_targets["llvm"] = lambda: _LLVMTarget
@@ -86,6 +110,8 @@ class IrkitOptMain(xDSLOptMain):
         parser.add_argument("--emit", default=None, choices=["mlir", "llvm"],
                             help="the output format (default: mlir)")
         parser.add_argument("--timing", action="store_true", help="print each pass's wall time (to stderr)")
+        parser.add_argument("-x", dest="input_lang", choices=["irk", "mlir"], default=None,
+                            help="the language of the input read from stdin (default: irk if it starts with def)")
 
     def setup_pipeline(self) -> None:
         from irkit.pipeline import DEFAULT
@@ -168,7 +194,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except XParseError as e:
         _fail(f"error: {e}", 1)
     except IrkitError as e:
-        _fail(f"error: {e}", 1)
+        line, column, name = getattr(e, "line", None), getattr(e, "column", None), getattr(e, "filename", None)
+        text = str(e)
+        prefix = f"{name}:{line}:{column}: "
+        if line is not None and text.startswith(prefix):  # file:line:col: error: ..., as mlir-opt
+            _fail(f"{prefix}error: {text[len(prefix):]}", 1)
+        _fail(f"error: {text}", 1)
     except ValueError as e:
         _fail(f"error: {e}", 1)
     except SystemExit:
