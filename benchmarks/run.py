@@ -165,7 +165,13 @@ def machine() -> dict:
     import llvmlite
     import scipy
     import xdsl
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    peers = {}
+    for name in ("jax", "pytensor", "numba", "torch"):
+        try:
+            peers[name] = __import__(name).__version__
+        except Exception:  # not installed (or not importable here): not a peer
+            pass
+    return {**peers, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "llvmlite": llvmlite.__version__,
             "xdsl": str(getattr(xdsl, "__version__", "?")), "irkit": ik.__version__,
             "irkit threads": ik.config.num_threads}
