@@ -1,6 +1,7 @@
 """Runs the FileCheck-style pass tests in tests/filecheck/ (MLIR's and xDSL's lit tests, minus lit).
 
-Each `.mlir` file there holds IR and `// RUN:` lines; every RUN line is one test. A RUN
+Each `.mlir` (or `.irk`) file there holds IR (or DSL) and `// RUN:` (`# RUN:`) lines; every
+RUN line is one test. A RUN
 line is a shell pipeline run with `bash -o pipefail`, after these substitutions:
 
     %s          the test file's absolute path
@@ -36,7 +37,7 @@ REPO = HERE.parent
 TOOLS = {"irkit-opt": "irkit-opt", "filecheck": "filecheck", "FileCheck": "filecheck"}
 TIMEOUT_S = 300
 
-_RUN = re.compile(r"^\s*//\s*RUN:\s?(.*)$")
+_RUN = re.compile(r"^\s*(?://|#)\s*RUN:\s?(.*)$")  # `//` in .mlir, `#` in .irk
 _TOOL = re.compile(r"(?<![\w./%-])(" + "|".join(map(re.escape, TOOLS)) + r")(?![\w./-])")
 _SUBST = re.compile(r"%(%|s|S|t)")
 _PREFIX = re.compile(r"--check-prefix(?:es)?[= ]\s*([\w,-]+)")
@@ -56,7 +57,7 @@ class RunLine:
 
 
 def find_test_files() -> list[Path]:
-    return sorted(ROOT.rglob("*.mlir"))
+    return sorted([*ROOT.rglob("*.mlir"), *ROOT.rglob("*.irk")])
 
 
 def run_lines(path: Path) -> list[RunLine]:

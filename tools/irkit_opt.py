@@ -72,6 +72,17 @@ class IrkitOptMain(xDSLOptMain):
 
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
+        parse_mlir = self.available_frontends["mlir"]
+
+        def parse_mlir_or_empty(stream):
+            """MLIR text; empty input (or only comments) is an empty module, as mlir-opt has it."""
+            data = stream.read()
+            text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+            if not re.sub(r"//[^\n]*", "", text).strip():
+                from xdsl.dialects.builtin import ModuleOp
+                return ModuleOp([])
+            return parse_mlir(io.BytesIO(data) if isinstance(data, bytes) else io.StringIO(data))
+        self.available_frontends["mlir"] = parse_mlir_or_empty
 
         def parse_irk(stream):
             from irkit.dsl import parse_dsl
@@ -110,6 +121,8 @@ class IrkitOptMain(xDSLOptMain):
         parser.add_argument("--emit", default=None, choices=["mlir", "llvm"],
                             help="the output format (default: mlir)")
         parser.add_argument("--timing", action="store_true", help="print each pass's wall time (to stderr)")
+        parser.add_argument("--verify-each", action="store_true", default=True,
+                            help="verify the IR after each pass (the default; --disable-verify turns it off)")
         parser.add_argument("-x", dest="input_lang", choices=["irk", "mlir"], default=None,
                             help="the language of the input read from stdin (default: irk if it starts with def)")
 
@@ -127,6 +140,7 @@ class IrkitOptMain(xDSLOptMain):
         start = [time.perf_counter()]
 
         def callback(prev: ModulePass | None, module, nxt: ModulePass | None) -> None:
+            self.current_pass = nxt.name if nxt is not None else None
             now = time.perf_counter()
             if prev is not None:
                 timings.append((prev.name, now - start[0]))
@@ -152,11 +166,25 @@ class IrkitOptMain(xDSLOptMain):
                 cls = self.available_passes[name]()
                 doc = (cls.__doc__ or "").strip().splitlines()
                 print(f"{name:28s} {doc[0] if doc else ''}")
+                for opt in _options(cls):
+                    print(f"{'':30s}{opt}")
             return
         super().run()
         if self.args.timing:
             for name, seconds in self.timings:
                 print(f"{name:28s} {1e3 * seconds:9.2f} ms", file=sys.stderr)
+
+
+def _options(cls) -> list[str]:
+    """A pass's options as `-p 'name{option=default}'` takes them."""
+    import dataclasses
+    if not dataclasses.is_dataclass(cls):
+        return []
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        out.append(f"{f.name.replace('_', '-')}={default}")
+    return out
 
 
 def _split(spec: str) -> list[str]:
@@ -189,10 +217,18 @@ def _fail(message: str, code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    driver = None
     try:
-        IrkitOptMain(description="irkit modular optimizer driver", args=argv).run()
-    except XParseError as e:
-        _fail(f"error: {e}", 1)
+        driver = IrkitOptMain(description="irkit modular optimizer driver", args=argv)
+        driver.run()
+    except XParseError as e:  # file:line:col: error: message, then the line and a caret
+        text = str(e)
+        lines = text.split("\n")[1:]
+        while lines and (not lines[-1].strip() or lines[-1].strip() == e.msg.strip()):
+            lines.pop()  # xDSL repeats the message under the caret
+        context = "\n".join(lines)
+        where = e.span.get_location()
+        _fail(f"{where}: error: {e.msg.strip()}" + (f"\n{context}" if context else ""), 1)
     except IrkitError as e:
         line, column, name = getattr(e, "line", None), getattr(e, "column", None), getattr(e, "filename", None)
         text = str(e)
@@ -205,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as e:  # a bug: say which pass and what
-        _fail(f"internal error: {type(e).__name__}: {e}", 2)
+        where = getattr(driver, "current_pass", None)
+        _fail(f"internal error{f' in pass {where!r}' if where else ''}: {type(e).__name__}: {e}", 2)
 
 
 if __name__ == "__main__":
