@@ -105,16 +105,88 @@ class Compiled:
 
 
 def compile_ir(text: str, level: int = 3) -> Compiled:
-    """Parse LLVM IR text, optimise it for the host and load it into an MCJIT engine."""
+    """Parse LLVM IR text, optimise it for the host and load it into an MCJIT engine. The
+    machine code is kept in the on-disk cache (`ik.config.cache_dir`): a later compile of the
+    same text for the same CPU, in any process, skips optimisation and code generation."""
     initialize()
     tm = host_target_machine()
+    key = _cache_key(text, level)
+    cached = _cache_load(key)
     with _lock:
         mod = llvm.parse_assembly(text)
         mod.triple = tm.triple
         mod.data_layout = str(tm.target_data)
         mod.verify()
-        if level > 0:
+        if level > 0 and cached is None:
             optimize(mod, level)
         engine = llvm.create_mcjit_compiler(mod, new_target_machine())
+        if key is not None:
+            engine.set_object_cache(lambda _m, data: _cache_store(key, data) if cached is None else None,
+                                    lambda _m: cached)
         engine.finalize_object()
     return Compiled(engine, mod)
+
+
+# -- the on-disk cache of machine code -------------------------------------------------------
+# One file per key (sha256 of the IR text, the optimisation level, the CPU's name and features,
+# and the versions of irkit and llvmlite), written to a temporary name and renamed into place:
+# processes share the cache without a lock, and a reader sees a whole object or none.
+
+def _cache_key(text: str, level: int) -> str | None:
+    import hashlib
+
+    from irkit import __version__
+    from irkit.config import config
+    if config.cache_dir is None:
+        return None
+    h = hashlib.sha256()
+    for part in (__version__, llvm.llvm_version_info, getattr(llvm, "__version__", ""), llvm.get_host_cpu_name(),
+                 llvm.get_host_cpu_features().flatten(), level, text):
+        h.update(str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _cache_path(key: str) -> str:
+    import os
+
+    from irkit.config import config
+    return os.path.join(config.cache_dir, key[:2], key + ".o")
+
+
+def _cache_load(key: str | None) -> bytes | None:
+    if key is None:
+        return None
+    import hashlib
+    try:
+        with open(_cache_path(key), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # a damaged file is a miss, never an object handed to the loader
+    head, digest, obj = data[:len(_MAGIC)], data[len(_MAGIC):len(_MAGIC) + 32], data[len(_MAGIC) + 32:]
+    if head != _MAGIC or not obj or hashlib.sha256(obj).digest() != digest:
+        return None
+    return obj
+
+
+_MAGIC = b"IRKITOBJ1"
+
+
+def _cache_store(key: str, data: bytes) -> None:
+    import hashlib
+    import os
+    import tempfile
+    path = _cache_path(key)
+    data = _MAGIC + hashlib.sha256(data).digest() + bytes(data)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache costs a recompile, nothing else
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass

@@ -876,7 +876,9 @@ def _fastmath(op) -> tuple:
     if fm is None:
         return ()
     flags = [str(f) for f in getattr(fm, "data", ())]
-    return tuple(f.split(".")[-1].lower() for f in flags) if flags else ()
+    # sorted: the attribute holds a set, and the same IR must print the same text in every
+    # process (it is the key of the compile cache)
+    return tuple(sorted(f.split(".")[-1].lower() for f in flags)) if flags else ()
 
 
 def _constant(op: arith.ConstantOp):

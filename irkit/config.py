@@ -12,10 +12,19 @@ from typing import Any
 _FLOATS = ("float32", "float64")
 
 
+def _default_cache_dir() -> str | None:
+    if os.environ.get("IRKIT_CACHE", "1") in ("0", "", "off", "false"):
+        return None
+    if os.environ.get("IRKIT_CACHE_DIR"):
+        return os.environ["IRKIT_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "irkit")
+
+
 class Config:
     """Global settings. `floatX` is the default float dtype of new variables and constants."""
 
-    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify")
+    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify", "_cache_dir")
 
     def __init__(self) -> None:
         self._floatX = os.environ.get("IRKIT_FLOATX", "float64")
@@ -27,6 +36,7 @@ class Config:
         # Elements a kernel must touch before it is split across threads: a
         # fork/join costs about 60 us, so only work of a millisecond or more pays.
         self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 22)))
+        self._cache_dir = _default_cache_dir()
 
     @property
     def floatX(self) -> str:
@@ -76,6 +86,16 @@ class Config:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"config.parallel_threshold must be a positive int, not {value!r}")
         self._parallel_threshold = value
+
+    @property
+    def cache_dir(self) -> str | None:
+        """Where compiled machine code is kept between processes (IRKIT_CACHE_DIR; default
+        $XDG_CACHE_HOME/irkit or ~/.cache/irkit); None (IRKIT_CACHE=0) turns the cache off."""
+        return self._cache_dir
+
+    @cache_dir.setter
+    def cache_dir(self, value: str | None) -> None:
+        self._cache_dir = None if value is None else os.fspath(value)
 
     def __repr__(self) -> str:
         return (f"Config(floatX={self.floatX!r}, num_threads={self.num_threads}, "

@@ -51,7 +51,7 @@ def until(cond: Any) -> Until:
 # capturing a step (or a branch) as a region
 # ---------------------------------------------------------------------------
 
-def _dependent(outputs: Sequence[SSAValue], params: set[SSAValue]) -> set[Operation]:
+def _dependent(outputs: Sequence[SSAValue], params: set[SSAValue]) -> list[Operation]:
     """The ops between `params` and `outputs` (those whose value depends on a param), and the
     constants they read (cloned into the region rather than passed in)."""
     order: list[Operation] = []
@@ -71,15 +71,14 @@ def _dependent(outputs: Sequence[SSAValue], params: set[SSAValue]) -> set[Operat
             continue
         stack.append((v, True))
         stack.extend((u, False) for u in op.operands)
-    inside: set[Operation] = set()
+    inside: dict[Operation, None] = {}  # ordered: the same graph gives the same region in any process
     for op in order:  # producers first
         if any(u in params or u.owner in inside for u in op.operands):
-            inside.add(op)
-    for op in list(inside):
-        for u in op.operands:
-            if isinstance(u.owner, ConstantOp):
-                inside.add(u.owner)
-    return inside
+            for u in op.operands:
+                if isinstance(u.owner, ConstantOp):
+                    inside[u.owner] = None
+            inside[op] = None
+    return list(inside)
 
 
 def capture(params: Sequence[Variable], outputs: Sequence[Variable], givens: dict[SSAValue, SSAValue],
@@ -728,31 +727,18 @@ def scan_jvp(op: ScanOp, ts, ins, outs) -> list:
     new_inits = list(zip(inits, state_taps)) + \
         [(init_t[j] if init_t[j] is not None else K.zeros_like(inits[j]), state_taps[j]) for j in t_states]
     new_consts = list(consts) + [const_t[k] for k in t_consts]
-    types = [a.type for g in fwd_seqs for a in g]
-    types += [a.type for i in t_seqs for a in fwd_seqs[i]]
-    types += [a.type for g in fwd_states for a in g]
-    types += [a.type for j in t_states for a in fwd_states[j]]
-    types += [a.type for a in fwd_consts] + [fwd_consts[k].type for k in t_consts]
-    block, anchor = _new_block(types)
-    args = iter(block.args)
+    # the new step's arguments: the forward ones, each group followed by the tangents it has
     mapping: dict = {}
     tangent: dict = {}
-    for g in fwd_seqs:
-        for a in g:
-            mapping[a] = next(args)
-    for i in t_seqs:
-        for a in fwd_seqs[i]:
-            tangent[a] = next(args)
-    for g in fwd_states:
-        for a in g:
-            mapping[a] = next(args)
-    for j in t_states:
-        for a in fwd_states[j]:
-            tangent[a] = next(args)
-    for a in fwd_consts:
-        mapping[a] = next(args)
-    for k in t_consts:
-        tangent[fwd_consts[k]] = next(args)
+    slots = [(mapping, a) for g in fwd_seqs for a in g]
+    slots += [(tangent, a) for i in t_seqs for a in fwd_seqs[i]]
+    slots += [(mapping, a) for g in fwd_states for a in g]
+    slots += [(tangent, a) for j in t_states for a in fwd_states[j]]
+    slots += [(mapping, a) for a in fwd_consts]
+    slots += [(tangent, fwd_consts[k]) for k in t_consts]
+    block, anchor = _new_block([a.type for _, a in slots])
+    for (table, a), arg in zip(slots, block.args):
+        table[a] = arg
     _body_clone(op.body.block, block, mapping, anchor)
     values = [mapping.get(v, v) for v in op.yield_op.values]
     with graph.inserting_before(anchor, graph.current_location()):

@@ -3,6 +3,11 @@
 // RUN: irkit-opt %s -p autodiff | filecheck %s --check-prefix=BPTT
 // RUN: irkit-opt %s -p autodiff,canonicalize,cse,dce,fuse,bufferize,lower-to-loops,hoist-allocs | filecheck %s --check-prefix=LOOPS
 // RUN: irkit-opt %s | irkit-opt | filecheck %s --check-prefix=ROUNDTRIP
+// Scan and if round-trip at every level (printed, re-parsed, printed the same):
+// RUN: irkit-opt %s -p autodiff,canonicalize,cse,dce -o %t.mlir && irkit-opt %t.mlir | diff -u %t.mlir -
+// RUN: irkit-opt %s -p autodiff,canonicalize,cse,dce,decompose,fuse -o %t.mlir && irkit-opt %t.mlir | diff -u %t.mlir -
+// RUN: irkit-opt %s -p autodiff,dce,fuse,bufferize,lower-to-loops,hoist-allocs -o %t.mlir && \
+// RUN:   irkit-opt %t.mlir | diff -u %t.mlir -
 
 // The work only one branch reads moves into it (exp and mul into then, sin into else).
 // SINK-LABEL: func.func @lazy
