@@ -138,6 +138,7 @@ def rnn(T: int, B: int, I: int, H: int, grad: bool):  # noqa: E741
     def make(quick: bool) -> dict:
         t = min(T, 100) if quick else T
         x, W, U, h0 = _rnn_data(t, B, I, H)
+        steps = {"items": t}
         f = _irkit_rnn(grad)
         args = (x, W, U, h0)
         if grad:
@@ -149,8 +150,43 @@ def rnn(T: int, B: int, I: int, H: int, grad: bool):  # noqa: E741
             out = {"irkit": lambda: f(*args), "numpy": lambda: _numpy_forward(*args),
                    "check": (lambda: f(*args), _numpy_forward(*args), 1e-4)}
         _peers(lambda: _jax_rnn(grad), lambda: _pytensor_rnn(grad), args, out)
+        out.update(steps)
         return out
     return make
+
+
+# ---------------------------------------------------------------------------
+# the cost of a step: a scalar recurrence over a million steps
+# ---------------------------------------------------------------------------
+
+def scan_overhead(quick: bool) -> dict:
+    """acc_t = 0.5 acc_{t-1} + x_t, float64: the loop itself is all there is to time."""
+    n = 100_000 if quick else 1_000_000
+    x = np.random.default_rng(11).standard_normal(n)
+    xs = ik.vector("x", dtype="float64")
+    acc, _ = ik.scan(lambda v, a: a * 0.5 + v, sequences=xs, outputs_info=ik.constant(0.0, "float64"))
+    f = ik.function([xs], acc)
+
+    def numpy_loop():
+        out = np.empty_like(x)
+        a = 0.0
+        for t, v in enumerate(x.tolist()):
+            a = a * 0.5 + v
+            out[t] = a
+        return out
+    want = numpy_loop()
+    out = {"irkit": lambda: f(x), "numpy (Python loop)": numpy_loop, "check": (lambda: f(x), want, 1e-12),
+           "items": n}
+
+    def jax_run():
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        g = jax.jit(lambda v: jax.lax.scan(lambda a, e: (a * 0.5 + e, a * 0.5 + e), jnp.float64(0.0), v)[1])
+        g(x).block_until_ready()
+        return lambda: g(x).block_until_ready()
+    peer("jax", jax_run, out)
+    return out
 
 
 # ---------------------------------------------------------------------------

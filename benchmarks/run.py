@@ -126,7 +126,7 @@ def _numpy_eval(pool, data):
             return env[op.operands[0]]
 
 
-from rnn import rnn, rnn2012  # noqa: E402
+from rnn import rnn, rnn2012, scan_overhead  # noqa: E402
 
 WORKLOADS = [
     Workload("add_one", "y = x + 1, float32 (10M; 1M with --quick)", add_one),
@@ -135,6 +135,8 @@ WORKLOADS = [
     Workload("chain_f64", "the same chain, float64", chain("float64")),
     Workload("compile_300", "compile time of a 300-op elementwise graph (in a warm process)",
              compile_graph(300)),
+    Workload("scan_overhead", "the cost of a scan step: acc = 0.5 * acc + x_t over 1M steps, float64 "
+             "(100k with --quick)", scan_overhead, rate=("steps", 1_000_000)),
     Workload("rnn_fwd_T1000_H10", "tanh RNN forward, T=1000, B=1, I=H=10, float32 (T=100 with --quick)",
              rnn(1000, 1, 10, 10, grad=False), rate=("steps", 1000)),
     Workload("rnn_bptt_T1000_H10", "its BPTT: d sum(h) / d (W, U, h0)", rnn(1000, 1, 10, 10, grad=True),
@@ -186,6 +188,7 @@ def run(args: argparse.Namespace) -> dict:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "workloads": []}
     for w in chosen:
         systems = w.make(args.quick)
+        items = systems.pop("items", w.rate[1] if w.rate else None)  # per call, at this size
         got_fn, want, tol = systems.pop("check")
         got = got_fn()
         if not np.allclose(got, want, rtol=tol, atol=tol):
@@ -199,7 +202,7 @@ def run(args: argparse.Namespace) -> dict:
         for name, r in row["systems"].items():
             r["irkit_ratio"] = base / r["median"]
             if w.rate:
-                r["rate"] = w.rate[1] / r["median"]
+                r["rate"] = items / r["median"]
         report["workloads"].append(row)
         print(f"{w.name:10s} " + "  ".join(f"{n} {1e3 * r['median']:.2f} ms" for n, r in row["systems"].items()),
               flush=True)
