@@ -220,8 +220,8 @@ def _split_return(ret: Any) -> tuple[list, dict, Until | None]:
     return rest, updates, cond
 
 
-def _steps(n_steps: Any, seqs) -> tuple[Variable, int | None]:
-    """n_steps as a 0-d int64 variable, and its value when known while building."""
+def _steps(n_steps: Any, seqs) -> Variable:
+    """n_steps as a 0-d int64 variable (checked against the sequences when both are known)."""
     if n_steps is not None:
         if isinstance(n_steps, (int, np.integer)) and not isinstance(n_steps, bool):
             if n_steps < 0:
@@ -244,8 +244,7 @@ def _steps(n_steps: Any, seqs) -> tuple[Variable, int | None]:
                 raise ShapeError(f"ik.scan: n_steps={n_static}, but sequence {k} (shape "
                                  f"{format_shape(s.static_shape)}, taps {list(taps)}) gives only "
                                  f"{max(rows - span, 0)} steps")
-        n = K.cast(K.as_variable(n_steps, np.dtype(np.int64)), "int64")
-        return n, n_static
+        return K.cast(K.as_variable(n_steps, np.dtype(np.int64)), "int64")
     if not seqs:
         raise ValueError("ik.scan: n_steps is needed when there are no sequences")
     counts = []
@@ -255,7 +254,7 @@ def _steps(n_steps: Any, seqs) -> tuple[Variable, int | None]:
     n = counts[0]
     for c in counts[1:]:
         n = K.minimum(n, c)
-    return n, K._static_int(n)
+    return n
 
 
 def scan(fn: Callable, sequences: Any = None, outputs_info: Any = None, non_sequences: Any = None,
@@ -270,24 +269,18 @@ def scan(fn: Callable, sequences: Any = None, outputs_info: Any = None, non_sequ
     if not isinstance(truncate_gradient, (int, np.integer)) or truncate_gradient == 0 or truncate_gradient < -1:
         raise ValueError(f"{label}: truncate_gradient must be -1 (full) or a positive number of steps, "
                          f"not {truncate_gradient!r}")
-    n, n_static = _steps(n_steps, seqs)
+    n = _steps(n_steps, seqs)
 
-    # the step's arguments, as placeholders
+    # the step's arguments, as placeholders: each sequence's slices, then each state's taps
     args: list[Variable] = []
-    seq_args = []
     for k, (s, taps) in enumerate(seqs):
-        row = s.static_shape[1:]
-        group = [_step_arg(f"{s.name or f'seq{k}'}[t{tap:+d}]" if tap else f"{s.name or f'seq{k}'}[t]", row, s.dtype)
+        label_k = s.name or f"seq{k}"
+        args += [_step_arg(f"{label_k}[t{tap:+d}]" if tap else f"{label_k}[t]", s.static_shape[1:], s.dtype)
                  for tap in taps]
-        seq_args.append(group)
-        args.extend(group)
     states = [(j, init, taps) for j, (init, taps) in enumerate(info) if init is not None]
-    state_args = []
     for j, init, taps in states:
         shape = init.static_shape if taps == (-1,) else init.static_shape[1:]
-        group = [_step_arg(f"out{j}[t{tap:+d}]", shape, init.dtype) for tap in taps]
-        state_args.append(group)
-        args.extend(group)
+        args += [_step_arg(f"out{j}[t{tap:+d}]", shape, init.dtype) for tap in taps]
     ret = fn(*args, *nonseqs)
     outs, updates, cond = _split_return(ret)
     outs = [K.as_variable(o) for o in outs]
