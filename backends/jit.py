@@ -132,19 +132,24 @@ def compile_ir(text: str, level: int = 3) -> Compiled:
 # and the versions of irkit and llvmlite), written to a temporary name and renamed into place:
 # processes share the cache without a lock, and a reader sees a whole object or none.
 
+@functools.lru_cache(maxsize=None)
+def _host_signature() -> bytes:
+    """What the machine code depends on besides the IR (asked once per process)."""
+    import llvmlite
+
+    from irkit import __version__
+    parts = (__version__, llvmlite.__version__, llvm.llvm_version_info, llvm.get_host_cpu_name(),
+             llvm.get_host_cpu_features().flatten())
+    return "\0".join(map(str, parts)).encode()
+
+
 def _cache_key(text: str, level: int) -> str | None:
     import hashlib
 
-    from irkit import __version__
     from irkit.config import config
     if config.cache_dir is None:
         return None
-    h = hashlib.sha256()
-    for part in (__version__, llvm.llvm_version_info, getattr(llvm, "__version__", ""), llvm.get_host_cpu_name(),
-                 llvm.get_host_cpu_features().flatten(), level, text):
-        h.update(str(part).encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    return hashlib.sha256(b"%s\0%d\0%s" % (_host_signature(), level, text.encode())).hexdigest()
 
 
 def _cache_path(key: str) -> str:
@@ -179,6 +184,7 @@ def _cache_store(key: str, data: bytes) -> None:
     import tempfile
     path = _cache_path(key)
     data = _MAGIC + hashlib.sha256(data).digest() + bytes(data)
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
@@ -186,7 +192,5 @@ def _cache_store(key: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
     except OSError:  # a read-only or full cache costs a recompile, nothing else
-        try:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass

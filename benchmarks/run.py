@@ -167,12 +167,13 @@ def machine() -> dict:
     import llvmlite
     import scipy
     import xdsl
+    from importlib.metadata import PackageNotFoundError, version
     peers = {}
-    for name in ("jax", "pytensor", "numba", "torch"):
+    for name in ("jax", "pytensor", "numba", "torch"):  # read from the metadata, not imported here
         try:
-            peers[name] = __import__(name).__version__
-        except Exception:  # not installed (or not importable here): not a peer
-            pass
+            peers[name] = version(name)
+        except PackageNotFoundError:
+            continue
     return {**peers, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "llvmlite": llvmlite.__version__,
             "xdsl": str(getattr(xdsl, "__version__", "?")), "irkit": ik.__version__,

@@ -19,12 +19,12 @@ from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from xdsl.dialects.builtin import DenseArrayBase, FileLineColLoc, IntAttr, IntegerAttr, StringAttr, UnitAttr, i64
+from xdsl.dialects.builtin import DYNAMIC_INDEX, DenseArrayBase, IntegerAttr, TensorType, UnitAttr, i64
 from xdsl.ir import Operation, Region, SSAValue
 
 from irkit import graph
 from irkit import ops as K
-from irkit.dialects.ik.control import IfOp, ScanOp, YieldOp, stacked_type, taps_attr
+from irkit.dialects.ik.control import IfOp, ScanOp, YieldOp, row_type, stacked_type, taps_attr
 from irkit.dialects.ik.create import ConstantOp, PlaceholderOp
 from irkit.errors import DTypeError, ShapeError
 from irkit.leaves import SharedVariable
@@ -115,13 +115,6 @@ def capture(params: Sequence[Variable], outputs: Sequence[Variable], givens: dic
     module.body.block.detach_op(fn)
     fn.erase()
     return block, cap_vars
-
-
-def _located(op: Operation) -> Operation:
-    loc = graph.current_location()
-    if loc is not None:
-        op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
-    return graph.place(op)
 
 
 # ---------------------------------------------------------------------------
@@ -344,11 +337,6 @@ def scan(fn: Callable, sequences: Any = None, outputs_info: Any = None, non_sequ
     return outputs, new_values
 
 
-def _row(t):
-    from irkit.dialects.ik.control import row_type
-    return row_type(t)
-
-
 def _step_arg(name: str, shape, dtype) -> Variable:
     """A placeholder standing for a step's argument."""
     from irkit.leaves import tensor
@@ -395,7 +383,7 @@ def ifelse(cond: Any, then_value: Any, else_value: Any, name: str | None = None)
         blocks.append(block)
     op = IfOp.build(operands=[cond.value, [x.value for x in a], [y.value for y in b]], result_types=[types],
                     regions=[Region(blocks[0]), Region(blocks[1])])
-    _located(op)
+    graph.place_located(op)
     out = [Variable(r) for r in op.results]
     return out if multi else out[0]
 
@@ -429,7 +417,7 @@ def _make_scan(n: Variable, seqs: list, inits: list, consts: list, block, backwa
     result_types = []
     values = list(block.last_op.values)
     for j, (init, taps) in enumerate(inits):
-        st = init.value.type if taps == (-1,) else _row(init.value.type)
+        st = init.value.type if taps == (-1,) else row_type(init.value.type)
         result_types.append(st if j in last_only else stacked_type(st, steps))
     for v in values[len(inits):len(values) - (1 if until else 0)]:
         result_types.append(stacked_type(v.type, steps))
@@ -447,7 +435,7 @@ def _make_scan(n: Variable, seqs: list, inits: list, consts: list, block, backwa
                       result_types=[result_types], properties=props, regions=[Region()])
     op.body.add_block(block)
     if like is None:
-        _located(op)
+        graph.place_located(op)
     else:
         op.location = like.location
         graph.place(op)
@@ -534,8 +522,8 @@ def scan_vjp(op: ScanOp, cts, ins, outs) -> list:
     for k in float_consts:
         rev_inits.append((K.zeros_like(consts[k]), (-1,)))
 
-    types = [a for (s, taps) in rev_seqs for a in [_row(s.value.type)] * len(taps)]
-    types += [v.value.type if taps == (-1,) else _row(v.value.type) for v, taps in rev_inits]
+    types = [a for (s, taps) in rev_seqs for a in [row_type(s.value.type)] * len(taps)]
+    types += [v.value.type if taps == (-1,) else row_type(v.value.type) for v, taps in rev_inits]
     types += [c.value.type for c in consts]
     block, anchor = _new_block(types)
     args = list(block.args)
@@ -765,12 +753,10 @@ def _branch_derivative(op: IfOp, make_block) -> list[Variable]:
         block, operands = make_block(branch)
         blocks.append(block)
         groups.append(operands)
-    types = []
-    for k in range(len(blocks[0].last_op.values)):
-        a, b = blocks[0].last_op.values[k].type, blocks[1].last_op.values[k].type
-        from xdsl.dialects.builtin import TensorType
-        types.append(TensorType(a.get_element_type(), [x if x == y else -(1 << 63)
-                                                       for x, y in zip(a.get_shape(), b.get_shape())]))
+    types = []  # a dim the two branches disagree on is dynamic
+    for a, b in zip(blocks[0].last_op.values, blocks[1].last_op.values):
+        types.append(TensorType(a.type.get_element_type(), [x if x == y else DYNAMIC_INDEX
+                                                            for x, y in zip(a.type.get_shape(), b.type.get_shape())]))
     new = IfOp.build(operands=[op.cond, [v.value for v in groups[0]], [v.value for v in groups[1]]],
                      result_types=[types], regions=[Region(blocks[0]), Region(blocks[1])])
     new.location = op.location

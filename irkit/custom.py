@@ -23,7 +23,7 @@ import itertools
 import weakref
 from typing import Any, Callable, Sequence
 
-from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
+from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Region
 
 from irkit import graph
@@ -88,10 +88,7 @@ class OpFromGraph:
         op = CustomOp.build(operands=[[a.value for a in values]], result_types=[[o.type for o in self.outputs]],
                             regions=[Region()], properties={"rule": StringAttr(self.name)})
         op.body.add_block(body.detach_block(block))
-        loc = graph.current_location()  # where the user called it: errors of its rules name that line
-        if loc is not None:
-            op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
-        graph.place(op)
+        graph.place_located(op)  # where the user called it: errors of its rules name that line
         outs = [Variable(r) for r in op.results]
         return outs[0] if self.single else outs
 

@@ -277,13 +277,15 @@ class _Builder:
 
     # -- a function, as the top-level graph or inlined at a call ----------------------------------
     def inputs(self, fn: Function):
-        """The inputs of `fn` compiled on its own: placeholders, with named dims made to agree."""
+        """The inputs of `fn` compiled on its own: its placeholders, and the values its body sees
+        (with named dims made to agree), and the named dims' sizes."""
         import irkit as ik
-        variables = []
+        placeholders = []
         for pname, pt in fn.params:
             shape = () if pt.dims is None else tuple(d if isinstance(d, int) else None for d in pt.dims)
-            variables.append(ik.tensor(pname, shape=shape, dtype=pt.dtype))
-        return self.bind_named_dims(fn, variables, {})
+            placeholders.append(ik.tensor(pname, shape=shape, dtype=pt.dtype))
+        bound, dims_of = self.bind_named_dims(fn, placeholders, {})
+        return placeholders, bound, dims_of
 
     def bind_named_dims(self, fn: Function, args: list, dims_of: dict) -> tuple[list, dict]:
         """Each named dim: its first occurrence's size; a later one must agree (statically now,
@@ -637,28 +639,15 @@ def _builtin(name: str):
 def _build(prog: Program, fn: Function):
     import sys
     builder = _Builder(prog)
-    inputs, dims_of = builder.inputs(fn)
+    placeholders, inputs, dims_of = builder.inputs(fn)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))  # an expression nested 1,000 deep is a few thousand frames
     try:
-        return inputs, builder.run(fn, inputs, dims_of)
+        return placeholders, builder.run(fn, inputs, dims_of)
     except RecursionError:
         raise prog.error(ParseError, f"{fn.name}: expressions nest too deeply to build", fn.tree) from None
     finally:
         sys.setrecursionlimit(limit)
-
-
-def _originals(fn: Function, inputs: list) -> list:
-    """The placeholder inputs (before named-dim broadcasts)."""
-    out = []
-    for v in inputs:
-        owner = v.value.owner
-        from irkit.dialects.ik.shape import BroadcastToOp
-        while isinstance(owner, BroadcastToOp):
-            v = type(v)(owner.operands[0])
-            owner = v.value.owner
-        out.append(v)
-    return out
 
 
 def parse_dsl(source: str, filename: str = "<irk>"):
@@ -670,7 +659,7 @@ def parse_dsl(source: str, filename: str = "<irk>"):
     for fn in prog.functions.values():
         inputs, out = _build(prog, fn)
         outs = list(out) if isinstance(out, tuple) else [out]
-        sub, shared = build_module(_originals(fn, inputs), outs, {}, name=fn.name)
+        sub, shared = build_module(inputs, outs, {}, name=fn.name)
         for op in list(sub.ops):
             op.detach()
             module.body.block.add_op(op)
@@ -685,7 +674,7 @@ def compile_dsl(source: str, filename: str = "<irk>") -> SimpleNamespace:
     for fn in prog.functions.values():
         inputs, out = _build(prog, fn)
         outs = list(out) if isinstance(out, tuple) else out
-        compiled[fn.name] = ik.function(_originals(fn, inputs), outs, name=fn.name)
+        compiled[fn.name] = ik.function(inputs, outs, name=fn.name)
     return SimpleNamespace(**compiled)
 
 

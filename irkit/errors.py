@@ -107,6 +107,11 @@ class SourceLoc:
     def source_line(self) -> str:
         return linecache.getline(self.filename, self.line).strip()
 
+    def attr(self):
+        """The place as an MLIR location attribute (what ops carry)."""
+        from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
+        return FileLineColLoc(StringAttr(self.filename), IntAttr(self.line), IntAttr(self.column))
+
     def __str__(self) -> str:
         text = self.source_line()
         where = f"{self.filename}:{self.line}"

@@ -63,11 +63,7 @@ def _disconnected(mode: str, wrt: Sequence[Variable], reached: set, what: str) -
 
 
 def _emit(op: Operation) -> Operation:
-    from xdsl.dialects.builtin import FileLineColLoc, IntAttr
-    loc = graph.current_location()
-    if loc is not None:
-        op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
-    return graph.place(op)
+    return graph.place_located(op)
 
 
 def grad(cost: Variable | None, wrt: Any, consider_constant: Sequence[Variable] | None = None,

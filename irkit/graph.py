@@ -87,6 +87,14 @@ def current_location() -> SourceLoc | None:
     return user_location()
 
 
+def place_located(op: Operation) -> Operation:
+    """place(op), with the location of the current context (the user's line) when known."""
+    loc = current_location()
+    if loc is not None:
+        op.location = loc.attr()
+    return place(op)
+
+
 def place(op: Operation) -> Operation:
     """Insert a freshly made op where the current context says (or leave it detached)."""
     if _stack:

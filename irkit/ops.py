@@ -60,11 +60,7 @@ def constant(value: Any, dtype: Any = None, name: str | None = None) -> Variable
         dt = as_dtype(arr.dtype, "dtype of constant")
     arr = np.asarray(value).astype(dt, copy=False) if not _is_py_scalar(value) else np.asarray(value, dtype=dt)
     op = I.ConstantOp.from_array(arr)
-    loc = graph.current_location()
-    if loc is not None:
-        from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
-        op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
-    graph.place(op)
+    graph.place_located(op)
     return Variable(op.result, name)
 
 

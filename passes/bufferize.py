@@ -233,8 +233,9 @@ class Bufferizer:
             return out
         raise CompileError(f"bufferize: no buffer for {v} (made by {getattr(v.owner, 'name', v.owner)})")
 
-    def alloc(self, t: TensorType, dims: list) -> Buf:
-        m = self.cur.alloc(memref_of(t), dims)
+    def alloc(self, t: TensorType, dims: list, cursor: Cursor | None = None) -> Buf:
+        """A new buffer of type t's memref, at this bufferizer's cursor (or `cursor`)."""
+        m = (cursor or self.cur).alloc(memref_of(t), dims)
         return Buf(m, list(dims), Alloc("alloc", m))
 
     def result_dims(self, op: IkOp) -> list[list]:

@@ -163,7 +163,7 @@ def _increments_of_zeros(v):
     """The ik.scatter "inc" into zeros that only v's one user reads (the gradient of an
     indexing), else None."""
     op = owner(v, I.ScatterOp)
-    if op is not None and op.params.mode == "inc" and is_const(op.x, 0) and len(list(op.result.uses)) == 1:
+    if op is not None and op.params.mode == "inc" and is_const(op.x, 0) and op.result.has_one_use():
         return op
     return None
 

@@ -26,7 +26,6 @@ from xdsl.dialects.builtin import (
     DenseArrayBase,
     FileLineColLoc,
     FloatAttr,
-    IntAttr,
     IntegerAttr,
     StringAttr,
     TensorType,
@@ -195,7 +194,7 @@ class IkOp(IRDLOperation):
                         result_types=[tensor_type(dt, s) for dt, s in zip(dtypes, shapes)],
                         properties=props)
         if loc is not None:
-            op.location = FileLineColLoc(StringAttr(loc.filename), IntAttr(loc.line), IntAttr(loc.column))
+            op.location = loc.attr()
         return op
 
     # -- verification --------------------------------------------------------

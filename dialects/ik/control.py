@@ -211,9 +211,8 @@ class ScanOp(IRDLOperation):
             if k < len(self.inits) and not compatible(v.type, self.state_type(k)):
                 raise VerifyException(f"{where}: step output {k} has type {format_type(v.type)}, its state "
                                       f"{format_type(self.state_type(k))}")
-            want = v.type if k in kept else stacked_type(v.type, None)
-            if dtype_of(r.type) != dtype_of(want.type if hasattr(want, "type") else want) or \
-                    len(r.type.get_shape()) != len(want.get_shape()):
+            rank = len(v.type.get_shape()) + (0 if k in kept else 1)
+            if dtype_of(r.type) != dtype_of(v.type) or len(r.type.get_shape()) != rank:
                 raise VerifyException(f"{where}: result {k} has type {format_type(r.type)} for step values "
                                       f"of type {format_type(v.type)}")
 
@@ -371,13 +370,13 @@ class ScanLowering:
                 if op.backwards:
                     last = c.emit(arith.SubiOp(c.as_index(b.dims[0]), c.index(1)))
                     row = c.emit(arith.SubiOp(last, row))
-                tmp = _alloc_at(bz, c, a.type, b.dims[1:])
+                tmp = bz.alloc(a.type, b.dims[1:], c)
                 copy_rows(c, b.memref, [row], tmp.memref, [], b.dims[1:])
                 owned[a] = tmp
         kept = op.kept_last()
         for j, (args, taps) in enumerate(zip(states, op.state_tap_lists())):
             for a, tap in zip(args, taps):
-                tmp = _alloc_at(bz, c, a.type, self.state_dims[j])
+                tmp = bz.alloc(a.type, self.state_dims[j], c)
                 self.read_tap(c, j, tap, t, tmp, j in kept)
                 owned[a] = tmp
         for a, b in zip(consts, self.consts):
@@ -514,12 +513,6 @@ class ScanLowering:
                 bz.set_result(r, out)
             else:
                 bz.set_result(r, b)
-
-
-def _alloc_at(bz, c, t: TensorType, dims: list):
-    from irkit.passes.bufferize import Alloc, Buf, memref_of
-    m = c.alloc(memref_of(t), dims)
-    return Buf(m, list(dims), Alloc("alloc", m))
 
 
 def copy_rows(c, src: SSAValue, src_prefix: list, dst: SSAValue, dst_prefix: list, dims: list) -> None:
