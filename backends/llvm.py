@@ -108,6 +108,17 @@ class Translation:
         self.vector_decls: list[ir.Function] = []
 
 
+def _defined_inside(op: Operation) -> set:
+    """The results and block arguments of everything inside `op`'s regions."""
+    inside: set = set()
+    for region in op.regions:
+        for inner in region.walk():
+            inside.update(inner.results)
+        for blk in _blocks(region):
+            inside.update(blk.args)
+    return inside
+
+
 def _blocks(region):
     for op in region.walk():
         for r in op.regions:
@@ -115,7 +126,22 @@ def _blocks(region):
     yield from region.blocks
 
 
+def captured_values(op: Operation) -> list[SSAValue]:
+    """The values `op`'s regions read that are defined outside it, in first-use order."""
+    inside = _defined_inside(op)
+    captured: list[SSAValue] = []
+    for region in op.regions:
+        for inner in region.walk():
+            for v in inner.operands:
+                if v not in inside and v not in captured:
+                    captured.append(v)
+    return captured
+
+
 class Translator:
+    # the runtime's allocator; the CUDA host program swaps in the device's
+    alloc_fn, free_fn = "irkit_alloc", "irkit_free"
+
     def __init__(self, vector_isa: tuple[str, int] | None, num_threads: int = 1,
                  parallel_threshold: int = 1 << 62) -> None:
         self.num_threads = num_threads
@@ -338,8 +364,8 @@ class FunctionTranslator:
             self._view(op)
         elif t is memref.GetGlobalOp:
             mt = op.memref.type
-            g = self.tr.globals[op.name_.root_reference.data]
-            self.set(op, Desc(g, [I64(s) for s in mt.get_shape()], mt.element_type))
+            self.set(op, Desc(self._global_ptr(op.name_.root_reference.data), [I64(s) for s in mt.get_shape()],
+                              mt.element_type))
         elif t is memref.CopyOp:
             self._copy(self.v(op.source), self.v(op.destination))
         elif t is scf.ForOp:
@@ -478,7 +504,7 @@ class FunctionTranslator:
         dims = [I64(s) if s >= 0 else self.v(next(dyn)) for s in mt.get_shape()]
         desc = Desc(None, dims, mt.element_type)
         nbytes = self._bytes(desc)
-        alloc = self.tr.declare("irkit_alloc", PTR, [I64])
+        alloc = self.tr.declare(self.tr.alloc_fn, PTR, [I64])
         ptr = b.call(alloc, [nbytes])
         ok = b.icmp_unsigned("!=", ptr, ir.Constant(PTR, None))
         self._check(ok, "MemoryError: out of memory allocating a buffer")
@@ -492,7 +518,7 @@ class FunctionTranslator:
 
     def _dealloc(self, op: memref.DeallocOp) -> None:
         desc = self.v(op.memref)
-        free = self.tr.declare("irkit_free", ir.VoidType(), [PTR])
+        free = self.tr.declare(self.tr.free_fn, ir.VoidType(), [PTR])
         self.b.call(free, [desc.ptr])
         slot = self.slot_of.get(op.memref)
         if slot is not None:
@@ -518,6 +544,9 @@ class FunctionTranslator:
         slot = self.slot_of.get(op.operands[0])
         if slot is not None:  # freeing the view frees the allocation
             self.slot_of[op.results[0]] = slot
+
+    def _global_ptr(self, name: str) -> ir.Value:
+        return self.tr.globals[name]
 
     def _copy(self, src: Desc, dst: Desc) -> None:
         n = self._bytes(src)
@@ -564,16 +593,8 @@ class FunctionTranslator:
         if len(op.lowerBound) != 1 or op.initVals:
             raise CompileError("llvm: only 1-d scf.parallel without reductions is supported")
         b = self.b
-        inside: set = set()
-        for inner in op.body.walk():
-            inside.update(inner.results)
-        for blk in _blocks(op.body):
-            inside.update(blk.args)
-        captured: list[SSAValue] = []
-        for inner in op.body.walk():
-            for v in inner.operands:
-                if v not in inside and v not in captured:
-                    captured.append(v)
+        captured = captured_values(op)
+        inside = _defined_inside(op)
         fields: list[ir.Value] = []
         for v in captured:  # constants are not passed: the outlined body sees them as constants
             x = self.v(v)
@@ -784,7 +805,7 @@ class FunctionTranslator:
         if self.error_phi is None:
             eb.unreachable()
             return
-        free = self.tr.declare("irkit_free", ir.VoidType(), [PTR])
+        free = self.tr.declare(self.tr.free_fn, ir.VoidType(), [PTR])
         for slot in self.alloc_slots:
             eb.call(free, [eb.load(slot, typ=PTR)])
         eb.ret(self.error_phi)

@@ -26,10 +26,10 @@ from xdsl.printer import Printer
 
 from irkit.config import config
 from irkit.dialects.ik.create import PlaceholderOp
-from irkit.errors import (CompileError, DeviceError, DTypeError, IrkitError, MissingInputError,
+from irkit.errors import (CompileError, DTypeError, IrkitError, MissingInputError,
                           ShapeError, split_kind)
 from irkit.leaves import SharedVariable, leaf_of
-from irkit.pipeline import STAGES, make_context, run_passes
+from irkit.pipeline import GPU_LOOPS, STAGES, make_context, run_passes
 from irkit.types import dtype_of, format_shape
 from irkit.variable import Variable
 
@@ -172,10 +172,9 @@ class Function:
                  target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None) -> None:
         from irkit import ops
         t0 = time.perf_counter()
-        if target != "cpu":
-            if target == "cuda":
-                raise DeviceError("target='cuda': this build of irkit has no GPU backend yet; use target='cpu'")
-            raise ValueError(f"unknown target {target!r}; irkit compiles for 'cpu'")
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"unknown target {target!r}; irkit compiles for 'cpu' or 'cuda'")
+        self.target = target
         if isinstance(inputs, Variable):
             raise TypeError("ik.function's inputs must be a list of variables")
         self.inputs = list(inputs)
@@ -192,7 +191,11 @@ class Function:
         module, self.shared = build_module(self.inputs, graph_outputs, self.givens, _symbol(self.name))
         self._graph_outputs = graph_outputs
         self.timings["build"] = time.perf_counter() - t0
-        self._compile(module)
+        self._cuda = None
+        if target == "cuda":
+            self._compile_cuda(module)
+        else:
+            self._compile(module)
         self._containers = [s.container for s in self.shared]
         self._update_containers = [s.container for s, _ in self.updates]
         self._n_out = len(self.outputs)
@@ -252,6 +255,31 @@ class Function:
         t["llvm-jit"] = time.perf_counter() - t0
         self._native = E.NativeFunction(self._compiled, entry, self._slow_call, self._raise)
 
+    def _compile_cuda(self, module: ModuleOp) -> None:
+        """Kernels as PTX and the host program that launches them; no device is needed until
+        the first call (which raises DeviceError when there is none)."""
+        from irkit.backends import cuda, ptx
+        t = self.timings
+        run_passes(module, STAGES["tensor"] + STAGES["fused"] + GPU_LOOPS, make_context(), t)
+        t0 = time.perf_counter()
+        program = ptx.translate(module)
+        self.messages = program.messages
+        text = ptx.emit_ptx(program.device)
+        t["ptx"] = time.perf_counter() - t0
+        results = [(dtype_of(v.type), len(v.type.get_shape())) for v in (o.value for o in self._graph_outputs)]
+        shared_slot = {id(s): k for k, s in enumerate(self.shared)}
+        updated = {len(self.outputs) + j: shared_slot[id(s)] for j, (s, _) in enumerate(self.updates)}
+        self._cuda = cuda.CudaRunner(program, text, _symbol(self.name), results, len(self.shared), updated)
+
+    def _call_cuda(self, args: tuple) -> list:
+        n = len(self.inputs)
+        if len(args) != n + len(self.shared):
+            return self._slow_call(*args)  # names the arity error
+        arrays = [self._convert(k, a) for k, a in enumerate(args[:n])]
+        arrays += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
+        out = self._cuda.run(arrays, self._raise)
+        return out[0] if self.single and not self.updates else out
+
     # -- calling ---------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs:
@@ -259,7 +287,7 @@ class Function:
         if self._containers:
             args = (*args, *[c[0] for c in self._containers])
         try:
-            out = self._native.call(*args)
+            out = self._native.call(*args) if self._cuda is None else self._call_cuda(args)
         except IrkitError as e:
             if not getattr(e, "_irkit_noted", False):
                 e._irkit_noted = True
@@ -376,10 +404,17 @@ class Function:
     # -- looking inside -------------------------------------------------------------
     def ir(self, stage: str = "loops") -> str:
         """The text of one level: "autodiff" (the graph as built), "tensor" (after autodiff and
-        rewrites), "fused", "loops" or "llvm"."""
-        if stage not in ("autodiff", "tensor", "fused", "loops", "llvm", "llvm-unoptimized"):
+        rewrites), "fused", "loops", "llvm" or "ptx" (the kernels for an NVIDIA GPU, sm_80)."""
+        if stage not in ("autodiff", "tensor", "fused", "loops", "llvm", "llvm-unoptimized", "ptx"):
             raise ValueError(f"unknown stage {stage!r}; stages are autodiff (as built, derivatives not yet "
-                             "taken), tensor, fused, loops, llvm")
+                             "taken), tensor, fused, loops, llvm, ptx")
+        if stage == "ptx" and self._cuda is not None:
+            return self._cuda.ptx
+        if stage == "ptx":  # the same graph compiled for an NVIDIA GPU; no device needed
+            from irkit.backends import ptx
+            return ptx.emit_ptx(ptx.translate(self._gpu_loops()).device)
+        if stage in ("llvm", "llvm-unoptimized") and self._cuda is not None:
+            return str(self._cuda.program.host)
         if stage == "llvm":
             return str(self._compiled.module)
         if stage == "llvm-unoptimized":
@@ -396,6 +431,11 @@ class Function:
             run_passes(module, passes, ctx)
             texts[stage] = _print(module)
         return texts
+
+    def _gpu_loops(self) -> ModuleOp:
+        """The loops level as the GPU backend takes it (every product a library call)."""
+        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        return run_passes(module, STAGES["tensor"] + STAGES["fused"] + GPU_LOOPS, make_context())
 
     def __repr__(self) -> str:
         names = ", ".join(self._label(k) for k in range(len(self.inputs)))

@@ -32,6 +32,8 @@ STAGES = {
     "loops": ["bufferize", "lower-to-loops", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
+# for a GPU: every product is a library call or a tiled kernel, never loops in one thread
+GPU_LOOPS = ["bufferize{small-gemm=0}", "lower-to-loops", "hoist-allocs"]
 
 
 def make_context() -> Context:
@@ -46,11 +48,14 @@ def make_context() -> Context:
 
 
 def make_pass(name: str) -> ModulePass:
+    """A pass by name, with options as irkit-opt takes them: `bufferize{small-gemm=0}`."""
+    from xdsl.utils.arg_spec import parse_pipeline
     from irkit.passes import PASSES
-    try:
-        return PASSES[name]()()
-    except KeyError:
-        raise ValueError(f"unknown pass {name!r}; known passes: {', '.join(sorted(PASSES))}") from None
+    spec = next(iter(parse_pipeline(name)))
+    if spec.name not in PASSES:
+        raise ValueError(f"unknown pass {spec.name!r}; known passes: {', '.join(sorted(PASSES))}")
+    cls = PASSES[spec.name]()
+    return cls.from_pass_spec(spec) if spec.parameters else cls()
 
 
 def run_passes(module: ModuleOp, names: Sequence[str], ctx: Context | None = None,

@@ -81,9 +81,12 @@ class Buf:
 class Bufferizer:
     """Rewrites one tensor-level function into a loops-level one."""
 
-    def __init__(self, module: builtin.ModuleOp, cursor: Cursor) -> None:
+    def __init__(self, module: builtin.ModuleOp, cursor: Cursor, small_gemm: int | None = None) -> None:
+        from irkit.dialects.ik.linalg import SMALL_GEMM
         self.module = module
         self.cur = cursor
+        # products of at most this many multiply-adds become inlined loops instead of a BLAS call
+        self.small_gemm = SMALL_GEMM if small_gemm is None or small_gemm < 0 else small_gemm
         self.buf: dict[SSAValue, Buf] = {}
         self.index_cache: dict[SSAValue, object] = {}
         self.d = IRDims(self.cur, self.dims_of, self.load_index)
@@ -92,7 +95,7 @@ class Bufferizer:
         self.yielded: list[Buf] = []
 
     @classmethod
-    def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp) -> "Bufferizer":
+    def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp, small_gemm: int | None = None) -> "Bufferizer":
         ftype = old.function_type
         arg_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.inputs]
         res_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.outputs]
@@ -101,7 +104,7 @@ class Bufferizer:
         new.attributes.update(old.attributes)
         terminator = func.ReturnOp()
         new.body.block.add_op(terminator)
-        self = cls(module, Cursor(InsertPoint.before(terminator)))
+        self = cls(module, Cursor(InsertPoint.before(terminator)), small_gemm)
         self.old, self.new, self._terminator = old, new, terminator
         for a_old, a_new in zip(old.body.block.args, new.body.block.args):
             a_new.name_hint = a_old.name_hint
@@ -113,7 +116,7 @@ class Bufferizer:
         """A bufferizer for the block of a region op, building at `cursor`: its arguments are
         `borrowed` buffers (never freed or overwritten here) and `owned` ones (temporaries it
         frees after their last use)."""
-        sub = Bufferizer(self.module, cursor)
+        sub = Bufferizer(self.module, cursor, self.small_gemm)
         for v, b in borrowed.items():
             sub.buf[v] = Buf(b.memref, b.dims, Alloc("arg", b.memref), b.transposed_from, b.extra)
         sub.buf.update(owned)
@@ -502,12 +505,16 @@ class BufferizePass(ModulePass):
     """Tensors to memrefs: buffers for kernels, lowerings for the ops outside kernels."""
 
     name = "bufferize"
+    # products of at most this many multiply-adds are inlined loops, larger ones library calls;
+    # -1 is irkit's default (linalg.SMALL_GEMM), the GPU pipeline sets 0: a product's loops in
+    # one thread are slower than any launch
+    small_gemm: int = -1
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
         for f in [o for o in op.ops if isinstance(o, func.FuncOp) and o.body.blocks]:
             if not any(isinstance(t, TensorType) for t in [*f.function_type.inputs, *f.function_type.outputs]) \
                     and not any(isinstance(o, (IkOp, KernelOp)) for o in f.body.block.ops):
                 continue
-            new = Bufferizer.for_function(f, op).run()
+            new = Bufferizer.for_function(f, op, self.small_gemm).run()
             Rewriter.replace_op(f, new)
 

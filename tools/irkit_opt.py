@@ -45,6 +45,21 @@ class _LLVMTarget:
         output.write(str(Translator(jit.vector_isa()).translate(module).module))
 
 
+@dataclass(frozen=True)
+class _PTXTarget:
+    """--emit=ptx: the loops level's kernels as PTX for sm_80 (libdevice linked, O3)."""
+
+    name = "ptx"
+
+    @classmethod
+    def from_spec(cls, spec):
+        return cls()
+
+    def emit(self, ctx, module, output: IO[str]) -> None:
+        from irkit.backends import ptx
+        output.write(ptx.emit_ptx(ptx.translate(module).device))
+
+
 class IrkitOptMain(xDSLOptMain):
     version_format = "irkit-opt (irkit {irkit_version}, xdsl {xdsl_version})"
 
@@ -108,6 +123,7 @@ class IrkitOptMain(xDSLOptMain):
     def register_all_targets(self) -> None:
         super().register_all_targets()
         self.available_targets["llvm"] = lambda: _LLVMTarget
+        self.available_targets["ptx"] = lambda: _PTXTarget
 
     def register_all_arguments(self, parser) -> None:
         super().register_all_arguments(parser)
@@ -118,7 +134,7 @@ class IrkitOptMain(xDSLOptMain):
                             help="print the IR after each pass (to stderr)")
         parser.add_argument("--print-ir-before-all", action="store_true",
                             help="print the IR before each pass (to stderr)")
-        parser.add_argument("--emit", default=None, choices=["mlir", "llvm"],
+        parser.add_argument("--emit", default=None, choices=["mlir", "llvm", "ptx"],
                             help="the output format (default: mlir)")
         parser.add_argument("--timing", action="store_true", help="print each pass's wall time (to stderr)")
         parser.add_argument("--verify-each", action="store_true", default=True,

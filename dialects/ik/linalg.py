@@ -140,13 +140,13 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
     mats = [bz.d.product(sa.dims[-2:]), bz.d.product(sb.dims[-2:]), bz.d.mul(m, n)]
 
     known = int(np.prod([x for x in (m, n, k) if isinstance(x, int)]))
-    if known > SMALL_GEMM:      # large whatever the dynamic sizes are (or empty: BLAS skips it)
+    if known > bz.small_gemm or bz.small_gemm == 0:  # large whatever the dynamic sizes are (or empty)
         small = None
     elif all(isinstance(x, int) for x in (m, n, k)):
         small = True
     else:
         work = bz.d.mul(bz.d.mul(m, n), k)
-        small = c.emit(arith.CmpiOp(c.as_index(work), c.index(SMALL_GEMM), "sle"))
+        small = c.emit(arith.CmpiOp(c.as_index(work), c.index(bz.small_gemm), "sle"))
     trans = (a.transposed_from is not None, b.transposed_from is not None)
     # a row times a matrix (or a matrix times a column) is BLAS's gemv: gemm would pack the matrix
     vector = "row" if m == 1 else "column" if n == 1 else None

@@ -1,0 +1,366 @@
+"""Running a GPU program (`ptx.Program`): the CUDA driver, device buffers, and the host
+runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
+
+Nothing here is imported by `import irkit` or by the CPU path, and nothing touches a driver
+before the first call of a `target="cuda"` function. The driver is the CUDA driver API
+through ctypes on `libcuda.so.1` (it ships with the NVIDIA driver; no pip package needed);
+`IRKIT_LIBCUDA` names another library file (the tests use a fake one).
+
+The runtime functions are C callbacks (ctypes) into this module: a launch costs a few
+microseconds of Python on top of the driver's own, small next to a kernel launch. They
+never raise into native code: a failure returns an error value and leaves its text in
+`last_error`, which the call's DeviceError carries.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from ctypes import POINTER, byref, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint, c_uint64, c_void_p
+
+import numpy as np
+
+from irkit.errors import DeviceError
+
+INSTALL = ("irkit's GPU backend needs an NVIDIA GPU and its driver (libcuda.so.1, from the NVIDIA driver "
+           "package); set IRKIT_LIBCUDA to the library's path if it is not on the loader's path")
+
+
+class Driver:
+    """The CUDA driver API through ctypes: one device (ordinal 0), its primary context."""
+
+    def __init__(self, path: str | None = None) -> None:
+        names = [path] if path else (["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"])
+        errors = []
+        for n in names:
+            try:
+                self.lib = ctypes.CDLL(n)
+                break
+            except OSError as e:
+                errors.append(str(e))
+        else:
+            raise DeviceError(f"no CUDA driver: {'; '.join(errors)}. {INSTALL}")
+        P = c_void_p
+        self._fn("cuInit", c_uint)
+        self._fn("cuDeviceGetCount", POINTER(c_int))
+        self._fn("cuDeviceGet", POINTER(c_int), c_int)
+        self._fn("cuDeviceGetAttribute", POINTER(c_int), c_int, c_int)
+        self._fn("cuDeviceGetName", c_char_p, c_int, c_int)
+        self._fn("cuDevicePrimaryCtxRetain", POINTER(P), c_int)
+        self._fn("cuCtxSetCurrent", P)
+        self._fn("cuCtxSynchronize")
+        self._fn("cuModuleLoadData", POINTER(P), c_char_p)
+        self._fn("cuModuleGetFunction", POINTER(P), P, c_char_p)
+        self._fn("cuModuleGetGlobal_v2", POINTER(c_uint64), POINTER(c_size_t), P, c_char_p)
+        self._fn("cuMemAlloc_v2", POINTER(c_uint64), c_size_t)
+        self._fn("cuMemFree_v2", c_uint64)
+        self._fn("cuMemcpyHtoD_v2", c_uint64, P, c_size_t)
+        self._fn("cuMemcpyDtoH_v2", P, c_uint64, c_size_t)
+        self._fn("cuMemcpyDtoD_v2", c_uint64, c_uint64, c_size_t)
+        self._fn("cuLaunchKernel", P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, P, P)
+        self.lib.cuGetErrorName.argtypes = [c_int, POINTER(c_char_p)]
+        self.cuInit(0)
+        count = c_int()
+        self.cuDeviceGetCount(byref(count))
+        if count.value < 1:
+            raise DeviceError(f"the CUDA driver sees no GPU. {INSTALL}")
+        dev, ctx = c_int(), c_void_p()
+        self.cuDeviceGet(byref(dev), 0)
+        major, minor = c_int(), c_int()
+        self.cuDeviceGetAttribute(byref(major), 75, dev)  # compute capability
+        self.cuDeviceGetAttribute(byref(minor), 76, dev)
+        name = ctypes.create_string_buffer(256)
+        self.cuDeviceGetName(name, 256, dev)
+        self.name = name.value.decode(errors="replace")
+        self.sm = f"sm_{major.value}{minor.value}"
+        self.cuDevicePrimaryCtxRetain(byref(ctx), dev)
+        self.cuCtxSetCurrent(ctx)
+
+    def _fn(self, name: str, *argtypes) -> None:
+        try:
+            f = getattr(self.lib, name)
+        except AttributeError:
+            raise DeviceError(f"the CUDA driver library has no {name}; it is too old or not libcuda. "
+                              f"{INSTALL}") from None
+        f.argtypes, f.restype = list(argtypes), c_int
+
+        def call(*args):
+            err = f(*args)
+            if err:
+                s = c_char_p()
+                self.lib.cuGetErrorName(err, byref(s))
+                raise DeviceError(f"{name}: {s.value.decode() if s.value else err}")
+        setattr(self, name.removesuffix("_v2"), call)
+
+    # -- what the runtime uses -----------------------------------------------------------------
+    def alloc(self, nbytes: int) -> int:
+        p = c_uint64()
+        self.cuMemAlloc(byref(p), max(nbytes, 1))
+        return p.value
+
+    def free(self, ptr: int) -> None:
+        self.cuMemFree(c_uint64(ptr))
+
+    def to_device(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self.cuMemcpyHtoD(c_uint64(dst), c_void_p(src), nbytes)
+
+    def to_host(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self.cuMemcpyDtoH(c_void_p(dst), c_uint64(src), nbytes)
+
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self.cuMemcpyDtoD(c_uint64(dst), c_uint64(src), nbytes)
+
+    def load(self, ptx: str) -> int:
+        mod = c_void_p()
+        self.cuModuleLoadData(byref(mod), ptx.encode() + b"\0")
+        return mod.value
+
+    def function(self, module: int, name: str) -> int:
+        fn = c_void_p()
+        self.cuModuleGetFunction(byref(fn), c_void_p(module), name.encode())
+        return fn.value
+
+    def global_(self, module: int, name: str) -> int:
+        ptr, size = c_uint64(), c_size_t()
+        self.cuModuleGetGlobal(byref(ptr), byref(size), c_void_p(module), name.encode())
+        return ptr.value
+
+    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
+        self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
+                            c_void_p(params), None)
+
+    def synchronize(self) -> None:
+        self.cuCtxSynchronize()
+
+
+_driver: Driver | None = None
+_driver_lock = threading.Lock()
+
+
+def driver() -> Driver:
+    """The process's driver, opened on first use; DeviceError when there is none."""
+    global _driver
+    with _driver_lock:
+        if _driver is None:
+            _driver = Driver(os.environ.get("IRKIT_LIBCUDA") or None)
+        return _driver
+
+
+# -- the host runtime ------------------------------------------------------------------------------
+
+class _State:
+    last_error = ""
+    programs: dict[int, "LoadedProgram"] = {}
+
+
+def _guard(default):
+    def wrap(fn):
+        def call(*args):
+            try:
+                return fn(*args)
+            except Exception as e:  # never into native code
+                _State.last_error = f"{type(e).__name__}: {e}"
+                return default
+        return call
+    return wrap
+
+
+@_guard(None)
+def _alloc(n):
+    return driver().alloc(n)
+
+
+@_guard(None)
+def _free(p):
+    if p:
+        driver().free(p)
+
+
+@_guard(1)
+def _copy(dst, src, n):
+    driver().copy(dst, src, n)
+    return 0
+
+
+@_guard(1)
+def _read(dst, src, n):
+    driver().to_host(dst, src, n)
+    return 0
+
+
+@_guard(1)
+def _launch(prog, kernel, params, gx, gy, bx, by, shared):
+    p = _State.programs[prog]
+    driver().launch(p.functions[kernel], (gx, gy), (bx, by), shared, params)
+    return 0
+
+
+@_guard(None)
+def _global(prog, index):
+    return _State.programs[prog].globals[index]
+
+
+@_guard(None)
+def _scratch(prog):
+    return _State.programs[prog].scratch
+
+
+_CALLBACKS = {
+    "irkit_cuda_alloc": (ctypes.CFUNCTYPE(c_void_p, c_int64), _alloc),
+    "irkit_cuda_free": (ctypes.CFUNCTYPE(None, c_void_p), _free),
+    "irkit_cuda_copy": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _copy),
+    "irkit_cuda_read": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _read),
+    "irkit_cuda_launch": (ctypes.CFUNCTYPE(c_int32, c_int64, c_int32, c_void_p, c_int32, c_int32, c_int32,
+                                           c_int32, c_int32), _launch),
+    "irkit_cuda_global": (ctypes.CFUNCTYPE(c_void_p, c_int64, c_int32), _global),
+    "irkit_cuda_scratch": (ctypes.CFUNCTYPE(c_void_p, c_int64), _scratch),
+}
+_registered: list = []
+
+
+def _register_runtime() -> None:
+    from irkit.backends import jit
+    if _registered:
+        return
+    for name, (proto, fn) in _CALLBACKS.items():
+        cb = proto(fn)
+        _registered.append(cb)  # kept alive for the process
+        jit.register_symbol(name, ctypes.cast(cb, c_void_p).value)
+
+
+class LoadedProgram:
+    """A program on the device: its module, kernels, globals and scratch, and the host code."""
+
+    _next = 1
+
+    def __init__(self, program, ptx: str, entry: str) -> None:
+        from irkit.backends import jit
+        from irkit.backends.ptx import ERROR_GLOBAL, PROGRAM_GLOBAL, SCRATCH_SLOTS
+        drv = driver()
+        _register_runtime()
+        self.module = drv.load(ptx)
+        self.functions = [drv.function(self.module, k.name) for k in program.kernels]
+        self.globals = [drv.global_(self.module, g) for g in program.globals]
+        self.error_flag = drv.global_(self.module, ERROR_GLOBAL)
+        self.scratch = drv.alloc(8 * SCRATCH_SLOTS)
+        self.id = LoadedProgram._next
+        LoadedProgram._next += 1
+        _State.programs[self.id] = self
+        self.host = jit.compile_ir(str(program.host))
+        c_int64.from_address(self.host.engine.get_global_value_address(PROGRAM_GLOBAL)).value = self.id
+        self.entry = self.host.address(entry)
+
+    def error_code(self) -> int:
+        """The first failed check of any kernel since the last call (and clear it)."""
+        drv = driver()
+        code = c_int32()
+        drv.to_host(ctypes.addressof(code), self.error_flag, 4)
+        if code.value:
+            zero = c_int32(0)
+            drv.to_device(self.error_flag, ctypes.addressof(zero), 4)
+        return code.value
+
+
+class CudaRunner:
+    """Calls a compiled function on the GPU: inputs copied in (shared variables stay on the
+    device while their value is unchanged), results copied out as numpy arrays."""
+
+    def __init__(self, program, ptx: str, entry: str, result_specs: list[tuple[np.dtype, int]],
+                 n_shared: int, updated: dict[int, int]) -> None:
+        self.program, self.ptx, self.entry_name = program, ptx, entry
+        self.result_specs = result_specs
+        self.n_shared = n_shared
+        self.updated = updated  # result index -> the shared slot it becomes the new value of
+        self.loaded: LoadedProgram | None = None
+        self.resident: dict[int, tuple[object, int]] = {}  # shared slot -> (host array, device pointer)
+        self.lock = threading.Lock()
+
+    def _load(self) -> LoadedProgram:
+        if self.loaded is None:
+            self.loaded = LoadedProgram(self.program, self.ptx, self.entry_name)
+        return self.loaded
+
+    def run(self, arrays: list[np.ndarray], raise_code) -> list[np.ndarray]:
+        with self.lock:
+            return self._run(arrays, raise_code)
+
+    def _run(self, arrays, raise_code):
+        loaded = self._load()
+        drv = driver()
+        n_inputs = len(arrays) - self.n_shared
+        args: list = []
+        argtypes: list = []
+        temporaries: list[int] = []
+        pointers: list[int] = []
+        try:
+            for k, a in enumerate(arrays):
+                slot = k - n_inputs
+                held = self.resident.get(slot) if slot >= 0 else None
+                if held is not None and held[0] is a:
+                    ptr = held[1]
+                else:
+                    ptr = drv.alloc(a.nbytes)
+                    drv.to_device(ptr, a.ctypes.data, a.nbytes)
+                    if slot >= 0:
+                        if held is not None:
+                            drv.free(held[1])
+                        self.resident[slot] = (a, ptr)
+                    else:
+                        temporaries.append(ptr)
+                pointers.append(ptr)
+                args.append(c_void_p(ptr))
+                argtypes.append(c_void_p)
+                for d in a.shape:
+                    args.append(c_int64(d))
+                    argtypes.append(c_int64)
+            n_slots = sum(1 + rank for _, rank in self.result_specs)
+            slots = (c_int64 * max(n_slots, 1))()
+            fn = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
+            _State.last_error = ""
+            code = fn(*args, ctypes.cast(slots, c_void_p))
+            if code == 0:
+                code = loaded.error_code()
+            if code:
+                self._fail(code, raise_code)
+            return self._results(slots, set(pointers))
+        finally:
+            for p in temporaries:
+                drv.free(p)
+
+    def _fail(self, code: int, raise_code) -> None:
+        detail = _State.last_error
+        try:
+            raise_code(code)
+        except Exception as e:
+            if detail:
+                e.add_note(f"  device runtime: {detail}")
+            raise
+
+    def _results(self, slots, inputs: set[int]) -> list[np.ndarray]:
+        drv = driver()
+        out, k, owned = [], 0, set()
+        kept: set[int] = set()
+        for j, (dtype, rank) in enumerate(self.result_specs):
+            ptr = slots[k] & 0xFFFFFFFFFFFFFFFF
+            shape = tuple(slots[k + 1:k + 1 + rank])
+            k += 1 + rank
+            arr = np.empty(shape, dtype=dtype)
+            drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
+            out.append(arr)
+            if ptr not in inputs:
+                owned.add(ptr)
+            slot = self.updated.get(j)
+            if slot is not None:  # the new value stays on the device for the next call
+                old = self.resident.get(slot)
+                self.resident[slot] = (arr, ptr)
+                kept.add(ptr)
+                if old is not None and old[1] != ptr and old[1] not in kept:
+                    owned.add(old[1])
+        for ptr in owned - kept:
+            drv.free(ptr)
+        return out

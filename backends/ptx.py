@@ -1,0 +1,632 @@
+"""The loops level for NVIDIA GPUs: kernels as PTX, and a host program that launches them.
+
+`translate(module)` splits each function of the loops level in two:
+
+- **device** (`nvptx64-nvidia-cuda`, kernels in the `ptx_kernel` calling convention):
+  - every `scf.parallel` the host reaches is a kernel `<func>_k<n>`: one thread per
+    iteration through a grid-stride loop, its captured buffers, sizes and scalars as
+    parameters (buffers as `ptr addrspace(1)`, so loads are `ld.global`);
+  - other code that reads or writes buffers outside a parallel loop is a one-thread
+    kernel `<func>_s<n>`; the scalars the host needs from it (a branch condition, a trip
+    count) come back through a small scratch buffer, with the error flag;
+  - `@irkit_gemm_*` / `@irkit_gemv_*` are launches of a tiled kernel (`irkit_gemm_f32`,
+    16x16 tiles in shared memory);
+  - transcendentals call libdevice (`__nv_expf`, ...; never `llvm.exp` & co., which kill
+    the process in NVPTX codegen). Without libdevice, float32 exp/log/tanh and their
+    family are defined here on `ex2.approx`/`lg2.approx` with range reduction; any other
+    function is a compile error that says what to install;
+  - a failed check inside a kernel stores its code in `@irkit_error` (the first one wins).
+- **host** (the CPU, through the same `FunctionTranslator` as the CPU backend): sizes,
+  checks, loops around launches and allocation, with buffers in device memory through the
+  runtime functions of `backends/cuda.py` (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
+
+`emit_ptx(program.device_module)` links libdevice, optimises (O3, which folds
+`__nvvm_reflect`) and returns the PTX text; no GPU or driver is needed for that.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+from xdsl.dialects import builtin, func, memref, scf
+from xdsl.dialects.builtin import MemRefType
+from xdsl.ir import Block, Operation, SSAValue
+
+from irkit.backends.llvm import (F32, I1, I8, I32, I64, PTR, Desc, FunctionTranslator, Translator,
+                                 captured_values, ll_type)
+from irkit.errors import CompileError
+
+TRIPLE = "nvptx64-nvidia-cuda"
+DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
+DEFAULT_SM = "sm_80"  # one build serves Ampere and newer (they JIT it)
+GPTR = ir.PointerType(addrspace=1)
+SPTR = ir.PointerType(addrspace=3)
+BLOCK = 256           # threads a block for 1-d kernels
+MAX_BLOCKS = 65535    # grid-stride loops cover the rest
+TILE = 16             # gemm tiles are TILE x TILE
+SCRATCH_SLOTS = 64    # 8-byte slots a one-thread kernel can hand back to the host
+
+# the host runtime (backends/cuda.py registers these symbols before the host module loads)
+RUNTIME = {
+    "irkit_cuda_alloc": (PTR, [I64]),
+    "irkit_cuda_free": (ir.VoidType(), [PTR]),
+    "irkit_cuda_copy": (I32, [PTR, PTR, I64]),             # device to device
+    "irkit_cuda_read": (I32, [PTR, PTR, I64]),             # device to host, synchronous
+    "irkit_cuda_launch": (I32, [I64, I32, PTR, I32, I32, I32, I32, I32]),  # prog, kernel, params, grid, block, smem
+    "irkit_cuda_global": (PTR, [I64, I32]),
+    "irkit_cuda_scratch": (PTR, [I64]),
+}
+PROGRAM_GLOBAL = "irkit_cuda_program"
+ERROR_GLOBAL = "irkit_error"
+
+
+class Kernel:
+    """A kernel of the device module, as the launcher needs it."""
+
+    __slots__ = ("name", "kind")
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind
+
+    def __repr__(self) -> str:
+        return f"Kernel({self.name!r}, {self.kind!r})"
+
+
+class Program:
+    """A loops module translated for a GPU: the host module (run on the CPU), the device
+    module (kernels), and what the runtime needs to connect them."""
+
+    def __init__(self, host: ir.Module, device: ir.Module, kernels: list[Kernel], globals_: list[str],
+                 messages: list[str]) -> None:
+        self.host, self.device = host, device
+        self.kernels, self.globals, self.messages = kernels, globals_, messages
+
+
+def translate(module: builtin.ModuleOp) -> Program:
+    """Split the loops module `module` into a host program and its kernels."""
+    host = HostTranslator()
+    host.translate(module)
+    dev = host.device
+    return Program(host.llmod, dev.llmod, dev.kernels, host.global_names, host.out.messages)
+
+
+# -- device side ----------------------------------------------------------------------------------
+
+# libdevice's names: C name of the double version -> __nv_<name>[f]
+_NV_NAME = {"exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2", "log10": "log10",
+            "log1p": "log1p", "sin": "sin", "cos": "cos", "tan": "tan", "sinh": "sinh", "cosh": "cosh",
+            "tanh": "tanh", "asin": "asin", "acos": "acos", "atan": "atan", "asinh": "asinh", "acosh": "acosh",
+            "atanh": "atanh", "erf": "erf", "cbrt": "cbrt", "pow": "pow", "atan2": "atan2", "fmod": "fmod"}
+
+
+class DeviceTranslator(Translator):
+    """The device module: kernels, device globals, the error flag, libdevice declarations."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(vector_isa=None)
+        self.llmod.triple = TRIPLE
+        self.llmod.data_layout = DATA_LAYOUT
+        self.out.messages = messages  # one numbering of checks for host and device
+        self.kernels: list[Kernel] = []
+        self.libdevice: list[str] = []
+        self.error_flag = ir.GlobalVariable(self.llmod, I32, ERROR_GLOBAL, addrspace=1)
+        self.error_flag.initializer = I32(0)
+        self.error_flag.align = 4
+        # read by libdevice's __nvvm_reflect("__CUDA_FTZ"): keep subnormals, as numpy does
+        self.llmod.add_named_metadata("llvm.module.flags", [I32(4), "nvvm-reflect-ftz", I32(0)])
+
+    def global_(self, op: memref.GlobalOp) -> None:
+        """A constant buffer in global memory, visible to cuModuleGetGlobal."""
+        cpu = Translator(None)
+        cpu.global_(op)
+        name = op.sym_name.data
+        init = cpu.globals[name].initializer
+        g = ir.GlobalVariable(self.llmod, init.type, device_global_name(name), addrspace=1)
+        g.initializer = init
+        g.align = 64
+        self.globals[name] = g
+
+    def libm(self, name: str, ty: ir.Type, nargs: int) -> ir.Function:
+        cname = "__nv_" + _NV_NAME[name] + ("f" if ty == F32 else "")
+        fn = self.llmod.globals.get(cname)
+        if fn is None:
+            fn = ir.Function(self.llmod, ir.FunctionType(ty, [ty] * nargs), cname)
+            self.libdevice.append(cname)
+        return fn
+
+    def sreg(self, b: ir.IRBuilder, name: str) -> ir.Value:
+        """A special register (`tid.x`, `ctaid.x`, `ntid.x`, `nctaid.x`) as i64."""
+        fname = "llvm.nvvm.read.ptx.sreg." + name
+        fn = self.llmod.globals.get(fname) or ir.Function(self.llmod, ir.FunctionType(I32, []), fname)
+        return b.zext(b.call(fn, []), I64)
+
+    def new_kernel(self, name: str, params: list[ir.Type], kind: str) -> ir.Function:
+        fn = ir.Function(self.llmod, ir.FunctionType(ir.VoidType(), params), name)
+        fn.calling_convention = "ptx_kernel"
+        self.kernels.append(Kernel(name, kind))
+        return fn
+
+    def kernel_index(self, name: str) -> int:
+        return next(k for k, kern in enumerate(self.kernels) if kern.name == name)
+
+    # -- gemm -------------------------------------------------------------------------------------
+    def gemm(self, ft: ir.Type) -> str:
+        """`irkit_gemm_f32/f64(ta, tb, m, n, k, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc)`:
+        row-major C = alpha op(A) op(B) + beta C, one TILE x TILE block of C a thread block;
+        C is not read when beta is 0."""
+        name = "irkit_gemm_" + ("f32" if ft == F32 else "f64")
+        if name in self.llmod.globals:
+            return name
+        params = [I8, I8, I64, I64, I64, ft, GPTR, I64, I64, GPTR, I64, I64, ft, GPTR, I64, I64]
+        fn = self.new_kernel(name, params, "gemm")
+        ta, tb, m, n, k, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc = fn.args
+        A.add_attribute("noalias")  # read-only: ld.global.nc
+        B.add_attribute("noalias")
+        tiles = []
+        for which in ("a", "b"):
+            g = ir.GlobalVariable(self.llmod, ir.ArrayType(ft, TILE * TILE), f"{name}.{which}", addrspace=3)
+            g.linkage = "internal"
+            g.initializer = ir.Constant(ir.ArrayType(ft, TILE * TILE), ir.Undefined)
+            tiles.append(g)
+        sa, sb = tiles
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tx, ty = self.sreg(b, "tid.x"), self.sreg(b, "tid.y")
+        row = b.add(b.mul(self.sreg(b, "ctaid.y"), I64(TILE)), ty)
+        col = b.add(b.mul(self.sreg(b, "ctaid.x"), I64(TILE)), tx)
+        ta1, tb1 = b.icmp_unsigned("!=", ta, I8(0)), b.icmp_unsigned("!=", tb, I8(0))
+        ntiles = b.udiv(b.add(k, I64(TILE - 1)), I64(TILE))
+        zero = ir.Constant(ft, 0.0)
+        barrier = self.llmod.globals.get("llvm.nvvm.barrier0") or \
+            ir.Function(self.llmod, ir.FunctionType(ir.VoidType(), []), "llvm.nvvm.barrier0")
+
+        def element(base, off, ld, trans, i, p, rows, cols):
+            """op(X)[i, p] of a rows x cols operand, 0 outside it."""
+            inside = b.and_(b.icmp_signed("<", i, rows), b.icmp_signed("<", p, cols))
+            idx = b.select(trans, b.add(b.mul(p, ld), i), b.add(b.mul(i, ld), p))
+            safe = b.select(inside, b.add(off, idx), off)
+            v = b.load(b.gep(base, [safe], source_etype=ft), typ=ft)
+            return b.select(inside, v, zero)
+
+        pre = b.block
+        loop = fn.append_basic_block("tiles")
+        inner = fn.append_basic_block("tile.done")
+        done = fn.append_basic_block("done")
+        b.branch(loop)
+        b.position_at_end(loop)
+        t = b.phi(I64)
+        acc = b.phi(ft)
+        t.add_incoming(I64(0), pre)
+        acc.add_incoming(zero, pre)
+        more = b.icmp_signed("<", t, ntiles)
+        body = fn.append_basic_block("tile")
+        b.cbranch(more, body, done)
+        b.position_at_end(body)
+        base = b.mul(t, I64(TILE))
+        slot = b.add(b.mul(ty, I64(TILE)), tx)
+        b.store(element(A, offa, lda, ta1, row, b.add(base, tx), m, k), b.gep(sa, [I64(0), slot], inbounds=True))
+        b.store(element(B, offb, ldb, tb1, b.add(base, ty), col, k, n), b.gep(sb, [I64(0), slot], inbounds=True))
+        b.call(barrier, [])
+        a_acc = acc
+        for p in range(TILE):
+            x = b.load(b.gep(sa, [I64(0), b.add(b.mul(ty, I64(TILE)), I64(p))], inbounds=True), typ=ft)
+            y = b.load(b.gep(sb, [I64(0), b.add(I64(p * TILE), tx)], inbounds=True), typ=ft)
+            a_acc = b.call(self.intrinsic("llvm.fma", [ft], 3), [x, y, a_acc])
+        b.call(barrier, [])
+        b.branch(inner)
+        b.position_at_end(inner)
+        t.add_incoming(b.add(t, I64(1)), inner)
+        acc.add_incoming(a_acc, inner)
+        b.branch(loop)
+        b.position_at_end(done)
+        ok = b.and_(b.icmp_signed("<", row, m), b.icmp_signed("<", col, n))
+        with b.if_then(ok):
+            pc = b.gep(C, [b.add(offc, b.add(b.mul(row, ldc), col))], source_etype=ft)
+            scaled = b.fmul(alpha, acc)
+            with b.if_else(b.fcmp_ordered("==", beta, zero)) as (no_c, with_c):
+                with no_c:
+                    b.store(scaled, pc)
+                with with_c:
+                    b.store(b.call(self.intrinsic("llvm.fma", [ft], 3), [beta, b.load(pc, typ=ft), scaled]), pc)
+        b.ret_void()
+        return name
+
+
+def device_global_name(name: str) -> str:
+    """A memref.global's name in the device module (PTX names allow only [A-Za-z0-9_$])."""
+    return re.sub(r"[^A-Za-z0-9_$]", "_", name) + "_dev"
+
+
+def _param_types(x) -> list[ir.Type]:
+    """How a host value is passed to a kernel: a buffer as its pointer and its sizes that are
+    not constants; a scalar by value (bools as bytes); constants not at all."""
+    if isinstance(x, Desc):
+        return [GPTR] + [I64 for d in x.dims if not isinstance(d, ir.Constant)]
+    if isinstance(x, ir.Constant):
+        return []
+    return [I8 if x.type == I1 else x.type]
+
+
+def _host_fields(b: ir.IRBuilder, x) -> list[ir.Value]:
+    if isinstance(x, Desc):
+        return [x.ptr] + [d for d in x.dims if not isinstance(d, ir.Constant)]
+    if isinstance(x, ir.Constant):
+        return []
+    return [b.zext(x, I8) if x.type == I1 else x]
+
+
+class KernelTranslator(FunctionTranslator):
+    """The body of one kernel. Captured host values arrive as parameters; a failed check
+    stores its code in the error flag and returns."""
+
+    def __init__(self, dev: DeviceTranslator, name: str, kind: str, captured: list[tuple[SSAValue, object]],
+                 extra: list[ir.Type]) -> None:
+        params: list[ir.Type] = []
+        for _, x in captured:
+            params.extend(_param_types(x))
+        fn = dev.new_kernel(name, params + extra, kind)
+        self._setup(dev, fn)
+        self.op = None
+        args = iter(fn.args)
+        b = self.b
+        for v, x in captured:
+            if isinstance(x, Desc):
+                ptr = b.addrspacecast(next(args), PTR)
+                dims = [d if isinstance(d, ir.Constant) else next(args) for d in x.dims]
+                self.env[v] = Desc(ptr, dims, x.elt)
+            elif isinstance(x, ir.Constant):
+                self.env[v] = x
+            else:
+                a = next(args)
+                self.env[v] = b.trunc(a, I1) if x.type == I1 else a
+        self.extra = list(args)
+
+    def _global_ptr(self, name: str) -> ir.Value:
+        return self.b.addrspacecast(self.tr.globals[name], PTR)
+
+    def _finish_error_block(self) -> None:
+        eb = ir.IRBuilder(self.error_block)
+        if self.error_phi is None:
+            eb.unreachable()
+            return
+        eb.cmpxchg(self.tr.error_flag, I32(0), self.error_phi, "monotonic", "monotonic")
+        eb.ret_void()
+
+    def _unsupported(self, op: Operation):
+        raise CompileError(f"ptx: {op.name} inside a kernel has no GPU lowering")
+
+    def _alloc(self, op) -> None:
+        self._unsupported(op)
+
+    def _dealloc(self, op) -> None:
+        self._unsupported(op)
+
+    def _call(self, op) -> None:
+        self._unsupported(op)
+
+    def _parallel(self, op: scf.ParallelOp) -> None:
+        """A parallel loop nested in a kernel runs in the thread, in order."""
+        lb, ub, step = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
+        self._serial_loop(lb, ub, step, lambda iv: self._body(op.body.block, iv))
+
+    def _body(self, block: Block, iv) -> None:
+        self.env[block.args[0]] = iv
+        self.block(block)
+
+    def _serial_loop(self, start, stop, step, emit) -> None:
+        b = self.b
+        pre = b.block
+        head = self.fn.append_basic_block("loop.head")
+        body = self.fn.append_basic_block("loop.body")
+        exit_ = self.fn.append_basic_block("loop.exit")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), body, exit_)
+        b.position_at_end(body)
+        emit(i)
+        i.add_incoming(b.add(i, step), b.block)
+        b.branch(head)
+        b.position_at_end(exit_)
+
+    def grid_stride(self, trip, emit) -> None:
+        """`emit(i)` for i in [0, trip), spread over every thread of the grid."""
+        b = self.b
+        tr = self.tr
+        start = b.add(b.mul(tr.sreg(b, "ctaid.x"), tr.sreg(b, "ntid.x")), tr.sreg(b, "tid.x"))
+        stride = b.mul(tr.sreg(b, "ntid.x"), tr.sreg(b, "nctaid.x"))
+        self._serial_loop(start, trip, stride, emit)
+
+    def finish(self) -> None:
+        self.b.ret_void()
+        self._finish_error_block()
+
+
+# -- host side ------------------------------------------------------------------------------------
+
+class HostTranslator(Translator):
+    """The host module: the CPU code of each function, with buffers in device memory."""
+
+    alloc_fn, free_fn = "irkit_cuda_alloc", "irkit_cuda_free"
+
+    def __init__(self) -> None:
+        super().__init__(vector_isa=None)
+        self.device = DeviceTranslator(self.out.messages)
+        self.global_names: list[str] = []
+        self.program = ir.GlobalVariable(self.llmod, I64, PROGRAM_GLOBAL)
+        self.program.initializer = I64(0)
+        for name, (ret, args) in RUNTIME.items():
+            self.declare(name, ret, args)
+
+    def translate(self, module: builtin.ModuleOp):
+        for op in module.ops:
+            if isinstance(op, memref.GlobalOp):
+                self.device.global_(op)
+                self.global_names.append(device_global_name(op.sym_name.data))
+        for op in module.ops:
+            if isinstance(op, func.FuncOp) and op.body.blocks:
+                HostFunctionTranslator(self, op).run()
+        return self.out
+
+
+# ops that only the host can do: they allocate, free, copy, call a library, launch kernels
+_HOST_ONLY = (memref.AllocOp, memref.DeallocOp, memref.CopyOp, func.CallOp, scf.ParallelOp)
+_TERMINATORS = (scf.YieldOp, scf.ConditionOp, func.ReturnOp)
+
+
+def _host_only(op: Operation) -> bool:
+    return any(isinstance(inner, _HOST_ONLY) for inner in op.walk())
+
+
+def _touches_memory(op: Operation) -> bool:
+    return any(isinstance(inner, (memref.LoadOp, memref.StoreOp)) for inner in op.walk())
+
+
+class HostFunctionTranslator(FunctionTranslator):
+    """A function's host code: runs on the CPU, launches kernels, keeps buffers on the device."""
+
+    def __init__(self, tr: HostTranslator, op: func.FuncOp) -> None:
+        super().__init__(tr, op)
+        self.dev: DeviceTranslator = tr.device
+        self.name = op.sym_name.data
+        self.count = 0
+
+    # -- the runtime -------------------------------------------------------------------------------
+    def _program(self) -> ir.Value:
+        return self.b.load(self.tr.program, typ=I64)
+
+    def _global_ptr(self, name: str) -> ir.Value:
+        index = self.tr.global_names.index(device_global_name(name))
+        ptr = self.b.call(self._runtime("irkit_cuda_global"), [self._program(), I32(index)])
+        self._check(self.b.icmp_unsigned("!=", ptr, ir.Constant(PTR, None)),
+                    f"DeviceError: the device global @{name} is missing from the loaded module")
+        return ptr
+
+    def _runtime(self, name: str) -> ir.Function:
+        ret, args = RUNTIME[name]
+        return self.tr.declare(name, ret, args)
+
+    def _status(self, status, what: str) -> None:
+        self._check(self.b.icmp_signed("==", status, I32(0)), f"DeviceError: {what} failed")
+
+    def _copy(self, src: Desc, dst: Desc) -> None:
+        status = self.b.call(self._runtime("irkit_cuda_copy"), [dst.ptr, src.ptr, self._bytes(src)])
+        self._status(status, "a copy between device buffers")
+
+    def launch(self, kernel: str, fields: list[ir.Value], grid: tuple, block: tuple) -> None:
+        """cuLaunchKernel(kernel, grid, block) with `fields` as its parameters."""
+        b, eb = self.b, self.entry_builder
+        ctx_type = ir.LiteralStructType([f.type for f in fields] or [I8])
+        ctx = eb.alloca(ctx_type)
+        params = eb.alloca(ir.ArrayType(PTR, max(len(fields), 1)))
+        for k, f in enumerate(fields):
+            slot = b.gep(ctx, [I32(0), I32(k)], inbounds=True)
+            b.store(f, slot)
+            b.store(slot, b.gep(params, [I32(0), I32(k)], inbounds=True))
+        dims = [b.trunc(x, I32) if x.type == I64 else x for x in (*grid, *block)]
+        status = b.call(self._runtime("irkit_cuda_launch"),
+                        [self._program(), I32(self.dev.kernel_index(kernel)), params, *dims, I32(0)])
+        self._status(status, f"the launch of kernel {kernel}")
+
+    def _fields(self, captured: list[SSAValue]) -> tuple[list[tuple[SSAValue, object]], list[ir.Value]]:
+        pairs = [(v, self.v(v)) for v in captured]
+        fields: list[ir.Value] = []
+        for _, x in pairs:
+            fields.extend(_host_fields(self.b, x))
+        return pairs, fields
+
+    def _blocks_for(self, trip) -> ir.Value:
+        b = self.b
+        n = b.udiv(b.add(trip, I64(BLOCK - 1)), I64(BLOCK))
+        return b.select(b.icmp_signed(">", n, I64(MAX_BLOCKS)), I64(MAX_BLOCKS), n)
+
+    # -- kernels -------------------------------------------------------------------------------------
+    def _parallel(self, op: scf.ParallelOp) -> None:
+        """A kernel: one thread per iteration, grid-stride."""
+        if len(op.lowerBound) != 1 or op.initVals:
+            raise CompileError("ptx: only 1-d scf.parallel without reductions is supported")
+        self.count += 1
+        name = f"{self.name}_k{self.count}"
+        pairs, fields = self._fields(captured_values(op))
+        kt = KernelTranslator(self.dev, name, "parallel", pairs, [I64, I64, I64])
+        lb, ub, step = kt.extra
+        b = kt.b
+        trip = b.sdiv(b.add(b.sub(ub, lb), b.sub(step, I64(1))), step)
+
+        def body(i):
+            kt._body(op.body.block, b.add(lb, b.mul(i, step)))
+        kt.grid_stride(trip, body)
+        kt.finish()
+        hb = self.b
+        lb_h, ub_h, step_h = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
+        trip_h = hb.sdiv(hb.add(hb.sub(ub_h, lb_h), hb.sub(step_h, I64(1))), step_h)
+        with hb.if_then(hb.icmp_signed(">", trip_h, I64(0))):
+            self.launch(name, fields + [lb_h, ub_h, step_h], (self._blocks_for(trip_h), I64(1)),
+                        (I64(BLOCK), I64(1)))
+
+    def _call(self, op: func.CallOp) -> None:
+        name = op.callee.root_reference.data
+        args = [self.v(x) for x in op.arguments]
+        b = self.b
+        if name.startswith("irkit_gemm_"):
+            (ta, tb, m, n, k, alpha, A, offa, lda, B, offb, ldb, beta, C, offc, ldc) = args
+        elif name.startswith("irkit_gemv_"):
+            # column-major BLAS gemv as a one-row row-major gemm: y^T = x^T op(A)^T
+            (trans, m_, n_, alpha, A_, offa_, lda_, X, offx, beta, Y, offy) = args
+            rows, cols = b.select(trans, n_, m_), b.select(trans, m_, n_)
+            ta, tb, m, n, k = I1(0), trans, I64(1), rows, cols
+            A, offa, lda = X, offx, cols
+            B, offb, ldb = A_, offa_, lda_
+            C, offc, ldc = Y, offy, rows
+        else:
+            raise CompileError(f"ptx: call to unknown function @{name}")
+        ft = ll_type(op.arguments[5].type if name.startswith("irkit_gemm_") else op.arguments[3].type)
+        kernel = self.dev.gemm(ft)
+        fields = [b.zext(ta, I8) if ta.type == I1 else ta, b.zext(tb, I8) if tb.type == I1 else tb, m, n, k,
+                  alpha, A.ptr, offa, lda, B.ptr, offb, ldb, beta, C.ptr, offc, ldc]
+        grid = (b.udiv(b.add(n, I64(TILE - 1)), I64(TILE)), b.udiv(b.add(m, I64(TILE - 1)), I64(TILE)))
+        with b.if_then(b.and_(b.icmp_signed(">", m, I64(0)), b.icmp_signed(">", n, I64(0)))):
+            self.launch(kernel, fields, grid, (I64(TILE), I64(TILE)))
+
+    # -- code that touches buffers outside parallel loops ------------------------------------------
+    def operation(self, op: Operation):
+        if isinstance(op, (memref.LoadOp, memref.StoreOp)):
+            raise CompileError(f"ptx: {op.name} at the host level of {self.name} (inside an op that "
+                               "also allocates or launches); it has no GPU lowering")
+        return super().operation(op)
+
+    def block(self, block: Block) -> list[ir.Value] | None:
+        ops = list(block.ops)
+        k = 0
+        while k < len(ops):
+            op = ops[k]
+            if self._starts_segment(op):
+                segment = [op]
+                produced = set(op.results)
+                k += 1
+                while k < len(ops) and self._joins_segment(ops[k], produced):
+                    segment.append(ops[k])
+                    produced.update(ops[k].results)
+                    k += 1
+                self._segment(segment, block)
+                continue
+            got = self.operation(op)
+            if isinstance(op, (scf.YieldOp, scf.ConditionOp)):
+                return got
+            k += 1
+        return None
+
+    def _starts_segment(self, op: Operation) -> bool:
+        return (not isinstance(op, _TERMINATORS) and _touches_memory(op) and not _host_only(op)
+                and not any(isinstance(r.type, MemRefType) for r in op.results))
+
+    def _joins_segment(self, op: Operation, produced: set) -> bool:
+        if self._starts_segment(op):
+            return True
+        if isinstance(op, _TERMINATORS) or _host_only(op) or any(isinstance(r.type, MemRefType) for r in op.results):
+            return False
+        return any(v in produced for inner in op.walk() for v in inner.operands)
+
+    def _segment(self, ops: list[Operation], block: Block) -> None:
+        """Device code outside any parallel loop: a reduction kernel when it is a fold into a
+        scalar, else one thread; then the scalars the host reads later come back."""
+        members = set(ops)
+        defined = set()
+        for op in ops:
+            defined |= _defined_within(op)
+        captured: list[SSAValue] = []
+        for op in ops:
+            for inner in op.walk():
+                for v in inner.operands:
+                    if v not in defined and v not in captured:
+                        captured.append(v)
+        outputs = [r for op in ops for r in op.results if any(_ancestor_in(use.operation, block) not in members
+                                                               for use in r.uses)]
+        if len(outputs) + 1 > SCRATCH_SLOTS:
+            raise CompileError(f"ptx: {len(outputs)} scalars leave one device segment of {self.name}; "
+                               f"at most {SCRATCH_SLOTS - 1} fit")
+        self.count += 1
+        name = f"{self.name}_s{self.count}"
+        pairs, fields = self._fields(captured)
+        kt = KernelTranslator(self.dev, name, "serial", pairs, [GPTR])
+        out = kt.b.addrspacecast(kt.extra[0], PTR)
+        for op in ops:
+            kt.operation(op)
+        kb = kt.b
+        kb.store(kb.zext(kb.load(kt.tr.error_flag, typ=I32), I64), out)
+        for j, r in enumerate(outputs, start=1):
+            value = kt.v(r)
+            slot = kb.gep(out, [I64(j)], source_etype=I64)
+            kb.store(kb.zext(value, I8) if value.type == I1 else value, slot)
+        kt.finish()
+        b = self.b
+        scratch = b.call(self._runtime("irkit_cuda_scratch"), [self._program()])
+        self.launch(name, fields + [scratch], (I64(1), I64(1)), (I64(1), I64(1)))
+        if not outputs:  # nothing to wait for: a failed check is seen at the end of the call
+            return
+        host = self.entry_builder.alloca(ir.ArrayType(I64, SCRATCH_SLOTS))
+        status = b.call(self._runtime("irkit_cuda_read"), [host, scratch, I64(8 * (len(outputs) + 1))])
+        self._status(status, "reading scalars back from the device")
+        code = b.trunc(b.load(host, typ=I64), I32)
+        fail = self.fn.append_basic_block("kernel.fail")
+        cont = self.fn.append_basic_block("kernel.ok")
+        b.cbranch(b.icmp_signed("==", code, I32(0)), cont, fail)
+        b.position_at_end(fail)
+        self._to_error(code)
+        b.position_at_end(cont)
+        for j, r in enumerate(outputs, start=1):
+            ty = ll_type(r.type)
+            slot = b.gep(host, [I32(0), I32(j)], inbounds=True)
+            v = b.load(slot, typ=I8 if ty == I1 else ty)
+            self.env[r] = b.icmp_unsigned("!=", v, I8(0)) if ty == I1 else v
+
+
+def _defined_within(op: Operation) -> set:
+    out = set(op.results)
+    for inner in op.walk():
+        out.update(inner.results)
+        for region in inner.regions:
+            for blk in region.blocks:
+                out.update(blk.args)
+    return out
+
+
+def _ancestor_in(op: Operation, block: Block) -> Operation | None:
+    while op is not None and op.parent_block() is not block:
+        op = op.parent_op()
+    return op
+
+
+# -- PTX -----------------------------------------------------------------------------------------
+
+_init_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine(sm: str = DEFAULT_SM) -> llvm.TargetMachine:
+    from irkit.backends import jit
+    jit.initialize()
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    # features="": LLVM picks the lowest PTX ISA for the SM, which older drivers accept
+    return llvm.Target.from_triple(TRIPLE).create_target_machine(cpu=sm, features="", opt=3)
+
+
+def emit_ptx(device: ir.Module, sm: str = DEFAULT_SM) -> str:
+    """The device module as PTX for `sm` (libdevice linked, O3)."""
+    with _init_lock:
+        tm = target_machine(sm)
+        mod = llvm.parse_assembly(str(device))
+        mod.verify()
+        used = [f.name for f in mod.functions if f.is_declaration and f.name.startswith("__nv_")]
+        if used:
+            from irkit.backends import libdevice
+            for blob in libdevice.bitcode(used):
+                mod.link_in(llvm.parse_bitcode(blob))
+        pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+        pb.getModulePassManager().run(mod, pb)
+        return tm.emit_assembly(mod)

@@ -1,0 +1,309 @@
+"""The GPU backend without a GPU: every op's kernels assemble with ptxas (sm_80, sm_90), the
+mapping shows in the PTX text, the libdevice-free math is accurate, and the launch path runs
+against a fake libcuda.so.1. Kernels run for real only where a CUDA device is present."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import irkit as ik
+from irkit.backends import ptx
+
+from test_gradients_ops import ALL_CASES, _inputs, _points, _rng_for
+
+HERE = os.path.dirname(__file__)
+PTXAS = shutil.which("ptxas")
+need_ptxas = pytest.mark.skipif(PTXAS is None and not os.environ.get("IRKIT_CI"),
+                                reason="ptxas (CUDA toolkit) is not on the PATH")
+
+
+def assemble(text: str, tmp_path, archs=("sm_80", "sm_90")) -> None:
+    path = tmp_path / "k.ptx"
+    path.write_text(text)
+    for arch in archs:
+        p = subprocess.run([PTXAS or "ptxas", f"-arch={arch}", str(path), "-o", os.devnull],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, f"ptxas -arch={arch} rejected the PTX:\n{p.stderr[:2000]}"
+
+
+# -- every op, its derivatives, fused graphs and scan bodies -------------------------------------
+
+CHUNK = 12
+CHUNKS = [ALL_CASES[k:k + CHUNK] for k in range(0, len(ALL_CASES), CHUNK)]
+
+
+@need_ptxas
+@pytest.mark.parametrize("cases", CHUNKS, ids=[f"{c[0].id}..{c[-1].id}" for c in CHUNKS])
+def test_every_op_and_gradient_assembles(cases, tmp_path):
+    inputs, outputs = [], []
+    for c in cases:
+        xs = _inputs(_points(c, _rng_for(c.id)))
+        for x in xs:
+            x.name = f"{c.id}_{x.name}"
+        out = c.fn(*xs)
+        floats = [x for x in xs if x.dtype.kind == "f"]
+        inputs += xs
+        outputs.append(out)
+        if floats and out.dtype.kind == "f":
+            outputs += ik.grad(ik.sum(out * out), floats, disconnected_inputs="ignore")
+    f = ik.function(inputs, outputs, name="ops")
+    text = f.ir("ptx")
+    assert ".entry" in text
+    assert "llvm." not in text and "__nv_" not in text  # every intrinsic selected, libdevice inlined
+    assemble(text, tmp_path)
+
+
+# -- the mapping, in the text ---------------------------------------------------------------------
+
+def test_elementwise_kernel_is_a_grid_stride_loop():
+    x = ik.vector("x", "float32")
+    text = ik.function([x], ik.exp(x) * 2 + 1).ir("ptx")
+    assert text.splitlines()[0].startswith("//")
+    assert ".version 7.0" in text and ".target sm_80" in text
+    kernel = text[text.index(".entry main_k1("):]
+    for reg in ("%ctaid.x", "%ntid.x", "%tid.x", "%nctaid.x"):  # start = ctaid*ntid + tid, stride = ntid*nctaid
+        assert reg in kernel
+    assert "ld.global" in kernel and "st.global" in kernel
+    assert "call" not in kernel  # __nv_expf inlined (O3)
+    assert "ex2.approx" in kernel
+
+
+def test_float64_math_uses_libdevice_not_approximations():
+    x = ik.vector("x", "float64")
+    text = ik.function([x], ik.log(x)).ir("ptx")
+    assert "lg2.approx" not in text and ".f64" in text and "call" not in text.split(".entry main_k1(")[1]
+
+
+def test_product_is_a_tiled_shared_memory_kernel():
+    a, b = ik.matrix("a", "float32"), ik.matrix("b", "float32")
+    text = ik.function([a, b], ik.dot(a, b)).ir("ptx")
+    gemm = text[text.index(".entry irkit_gemm_f32("):]
+    assert ".shared" in text and re.search(r"bar\.sync\s+0;", gemm)
+    assert "fma.rn.f32" in gemm
+    assert "main_s" not in text  # no product in one thread: GPU_LOOPS never inlines small products
+
+
+def test_failed_check_in_a_kernel_sets_the_error_flag():
+    x, i = ik.vector("x", "float32"), ik.ivector("i")
+    text = ik.function([x, i], x[i]).ir("ptx")
+    assert ".visible .global .align 4 .u32 irkit_error" in text
+    # the first failed check wins: compare-and-swap from 0
+    assert re.search(r"atom\.[\w.]*cas\.b32\s+%r\d+, \[irkit_error\], 0,", text)
+
+
+def test_reduction_result_comes_back_through_scratch():
+    x = ik.matrix("x", "float32")
+    program = ptx.translate(ik.function([x], ik.sum(x) + 1)._gpu_loops())
+    kinds = {k.kind for k in program.kernels}
+    assert "serial" in kinds or "parallel" in kinds
+    host = str(program.host)
+    assert "irkit_cuda_launch" in host and "irkit_cuda_alloc" in host
+    assert "@irkit_gemm" not in host and "sgemm" not in host  # nothing of the CPU's BLAS on the host
+
+
+@need_ptxas
+def test_irkit_opt_emits_ptx(tmp_path):
+    example = os.path.join(HERE, "..", "examples", "mlp.irk")
+    p = subprocess.run([sys.executable, "-m", "irkit.tools.irkit_opt", example, "-p", "default", "--emit=ptx"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"\.visible \.entry step_k\d+\(", p.stdout)
+    assemble(p.stdout, tmp_path)
+
+
+def test_a_graph_with_scan_assembles(tmp_path):
+    x = ik.matrix("x", "float32")
+    h0 = ik.vector("h0", "float32")
+    W = ik.shared(np.eye(3, dtype=np.float32), "W")
+    hs, _ = ik.scan(lambda xt, h: ik.tanh(ik.dot(h, W) + xt), sequences=[x], outputs_info=[h0])
+    cost = ik.sum(hs[-1])
+    f = ik.function([x, h0], [cost, *ik.grad(cost, [W, h0])])
+    text = f.ir("ptx")
+    if PTXAS or os.environ.get("IRKIT_CI"):
+        assemble(text, tmp_path)
+
+
+# -- transcendentals without libdevice ---------------------------------------------------------
+
+def _ulp_error(got: np.ndarray, want: np.ndarray) -> float:
+    want32 = want.astype(np.float32)
+    ulp = np.spacing(np.abs(want32)).astype(np.float64)
+    ok = np.isfinite(want32)
+    return float(np.max(np.abs(got[ok].astype(np.float64) - want[ok]) / ulp[ok]))
+
+
+@pytest.mark.parametrize("name,ref,lo,hi,bound", [
+    ("__nv_expf", np.exp, -87.0, 88.0, 1.5),
+    ("__nv_expm1f", np.expm1, -5.0, 5.0, 2.0),
+    ("__nv_logf", np.log, 1e-30, 1e30, 2.0),
+    ("__nv_log1pf", np.log1p, -0.9, 10.0, 3.0),
+    ("__nv_tanhf", np.tanh, -10.0, 10.0, 3.0),
+    ("__nv_sinhf", np.sinh, -10.0, 10.0, 3.0),
+    ("__nv_coshf", np.cosh, -10.0, 10.0, 2.0),
+])
+def test_fallback_math_is_accurate(name, ref, lo, hi, bound):
+    """The forms used when libdevice is absent, run on the CPU with an exact exp2: the error
+    of the reduction and polynomials alone (the GPU's ex2.approx adds about 2 ulp)."""
+    from irkit.backends import fallback, jit
+    m = fallback.module([name], "", "")
+    compiled = jit.compile_ir(str(m), level=0)
+    fn = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_float)(compiled.address(name))
+    rng = np.random.default_rng(0)
+    if lo > 0:
+        xs = np.exp(rng.uniform(np.log(lo), np.log(hi), 3000)).astype(np.float32)
+    else:
+        xs = rng.uniform(lo, hi, 3000).astype(np.float32)
+    xs = np.concatenate([xs, np.float32([1e-6, -1e-6, 0.25, 1.0, 0.5, -0.5])]) if lo < 0 else xs
+    got = np.array([fn(float(v)) for v in xs], dtype=np.float32)
+    err = _ulp_error(got, ref(xs.astype(np.float64)))
+    assert err <= bound, f"{name}: {err:.2f} ulp"
+    special = {"__nv_expf": [(np.inf, np.inf), (-np.inf, 0.0), (-200.0, 0.0), (200.0, np.inf)],
+               "__nv_logf": [(0.0, -np.inf), (-1.0, np.nan), (np.inf, np.inf), (1.0, 0.0), (1e-40, np.log(1e-40))]}
+    for x, want in special.get(name, []):
+        got1 = fn(x)
+        assert (np.isnan(got1) and np.isnan(want)) or np.isclose(got1, want, rtol=1e-5), (name, x, got1)
+
+
+def test_without_libdevice_other_functions_say_what_to_install():
+    code = textwrap.dedent("""
+        import warnings, irkit as ik
+        x = ik.vector("x", "float32")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            text = ik.function([x], ik.exp(x)).ir("ptx")
+        assert "ex2.approx" in text and any("libdevice not found" in str(m.message) for m in w)
+        try:
+            ik.function([x], ik.erf(x)).ir("ptx")
+        except ik.CompileError as e:
+            assert "erf" in str(e) and "libdevice" in str(e) and "pip install" in str(e), e
+        else:
+            raise AssertionError("erf compiled without libdevice")
+        print("ok")
+    """)
+    env = dict(os.environ, IRKIT_LIBDEVICE="none")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-3000:]
+
+
+# -- the launch path, against a fake driver --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_libcuda(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the fake libcuda.so.1")
+    out = tmp_path_factory.mktemp("fakecuda") / "libcuda.so.1"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), os.path.join(HERE, "fake_libcuda.c")], check=True)
+    return str(out)
+
+
+def _run_with(lib: str, code: str, tmp_path, **env) -> tuple[str, list[str]]:
+    log = tmp_path / "cuda.log"
+    log.write_text("")
+    full = dict(os.environ, IRKIT_LIBCUDA=lib, FAKE_CUDA_LOG=str(log), **env)
+    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stdout, log.read_text().splitlines()
+
+
+def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path):
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        x = ik.vector("x", "float32")
+        f = ik.function([x], x + 1, target="cuda")
+        y = f(np.arange(7, dtype=np.float32))
+        print(y.shape, y.dtype)
+    """, tmp_path)
+    assert out.strip() == "(7,) float32"
+    allocs = [line.split() for line in log if line.startswith("alloc")]
+    x_ptr = next(int(a[2], 16) for a in allocs if a[1] == "28")  # the input's 7 float32
+    launch = next(line.split() for line in log if line.startswith("launch main_k"))
+    name, gx, gy, bx, by, *params = launch[1:]
+    assert (gx, gy, bx, by) == ("1", "1", "256", "1")
+    params = [int(p) for p in params]
+    assert x_ptr in params and params[-3:] == [0, 7, 1]  # x, then lb, ub, step
+    frees = {int(line.split()[1], 16) for line in log if line.startswith("free")}
+    assert x_ptr in frees
+
+
+def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path):
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        W = ik.shared(np.ones(1000, np.float32), "W")
+        x = ik.vector("x", "float32")
+        f = ik.function([x], ik.sum(x), updates=[(W, W * 2)], target="cuda")
+        for _ in range(3):
+            f(np.ones(4, np.float32))
+        print(W.get_value().shape)
+    """, tmp_path)
+    assert out.strip() == "(1000,)"
+    uploads = [line for line in log if line.startswith("alloc 4000")]
+    # the first call uploads W (1) and makes its new value (3 calls: 3); no upload after that
+    assert len(uploads) == 4, log
+
+
+def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda, tmp_path):
+    code = """
+        import numpy as np, irkit as ik
+        x = ik.vector("x", "float32")
+        f = ik.function([x], x * 2, target="cuda")    # compiles without a device
+        assert "ptx" in repr(type(f.ir("ptx"))).lower() or f.ir("ptx").startswith("//")
+        try:
+            f(np.ones(3, np.float32))
+        except ik.DeviceError as e:
+            print("DeviceError:", e)
+    """
+    out, _ = _run_with(fake_libcuda, code, tmp_path, FAKE_CUDA_DEVICES="0")
+    assert "DeviceError: the CUDA driver sees no GPU" in out
+    out, _ = _run_with(str(tmp_path / "missing" / "libcuda.so.1"), code, tmp_path)
+    assert "DeviceError: no CUDA driver" in out and "NVIDIA driver" in out
+
+
+def test_cuda_target_checks_inputs_like_the_cpu(fake_libcuda, tmp_path):
+    out, _ = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        x = ik.matrix("x", "float32")
+        f = ik.function([x], x * 2, target="cuda")
+        for bad in (np.ones(3, np.float32), np.ones((2, 2), np.float64)):
+            try:
+                f(bad)
+            except (ik.ShapeError, ik.DTypeError) as e:
+                print(type(e).__name__)
+        try:
+            f()
+        except TypeError as e:
+            print("TypeError")
+    """, tmp_path)
+    assert out.split() == ["ShapeError", "DTypeError", "TypeError"]
+
+
+# -- on a real GPU ------------------------------------------------------------------------------------
+
+def _has_device() -> bool:
+    try:
+        from irkit.backends import cuda
+        cuda.driver()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(os.environ.get("IRKIT_LIBCUDA") is not None or not _has_device(), reason="no CUDA device")
+@pytest.mark.parametrize("c", ALL_CASES, ids=[c.id for c in ALL_CASES])
+def test_ops_on_the_gpu_match_numpy(c):
+    pts = _points(c, _rng_for(c.id))
+    xs = _inputs(pts)
+    out = c.fn(*xs)
+    want = ik.function(xs, out)(*pts)
+    got = ik.function(xs, out, target="cuda")(*pts)
+    np.testing.assert_allclose(got, want, rtol=2e-5 if np.asarray(want).dtype == np.float32 else 1e-11,
+                               atol=1e-6)
