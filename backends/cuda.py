@@ -278,6 +278,7 @@ class CudaRunner:
         self.updated = updated  # result index -> the shared slot it becomes the new value of
         self.loaded: LoadedProgram | None = None
         self.resident: dict[int, tuple[object, int]] = {}  # shared slot -> (host array, device pointer)
+        self.entry = None  # the host function as a ctypes callable, made at the first call
         self.lock = threading.Lock()
 
     def _load(self) -> LoadedProgram:
@@ -294,7 +295,6 @@ class CudaRunner:
         drv = driver()
         n_inputs = len(arrays) - self.n_shared
         args: list = []
-        argtypes: list = []
         temporaries: list[int] = []
         pointers: list[int] = []
         try:
@@ -313,16 +313,15 @@ class CudaRunner:
                     else:
                         temporaries.append(ptr)
                 pointers.append(ptr)
-                args.append(c_void_p(ptr))
-                argtypes.append(c_void_p)
-                for d in a.shape:
-                    args.append(c_int64(d))
-                    argtypes.append(c_int64)
+                args.append(ptr)
+                args.extend(a.shape)
+            if self.entry is None:  # ranks are fixed by the signature: one prototype
+                argtypes = [t for a in arrays for t in (c_void_p, *[c_int64] * a.ndim)]
+                self.entry = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
             n_slots = sum(1 + rank for _, rank in self.result_specs)
             slots = (c_int64 * max(n_slots, 1))()
-            fn = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
             _State.last_error = ""
-            code = fn(*args, ctypes.cast(slots, c_void_p))
+            code = self.entry(*args, ctypes.cast(slots, c_void_p))
             if code == 0:
                 code = loaded.error_code()
             if code:

@@ -108,6 +108,30 @@ class Translation:
         self.vector_decls: list[ir.Function] = []
 
 
+def global_bytes(op: memref.GlobalOp) -> ir.Constant:
+    """A memref.global's contents as an i8 array (a splat written out in full)."""
+    init = op.initial_value
+    mtype = op.type
+    n = int(np.prod(mtype.get_shape()))
+    elt = storage_type(mtype.element_type)
+    if not isinstance(init, DenseIntOrFPElementsAttr):
+        raise CompileError(f"llvm: memref.global {op.sym_name.data} needs a dense initial value")
+    raw = init.data.data
+    width = elt.width // 8 if isinstance(elt, ir.IntType) else (4 if elt == F32 else 8)
+    if len(raw) == width and n != 1:
+        raw = raw * n
+    return ir.Constant(ir.ArrayType(I8, len(raw)), bytearray(raw))
+
+
+def passed_fields(x) -> list[ir.Value]:
+    """How a captured value travels to an outlined body (a thread's or a GPU kernel's): a buffer
+    as its pointer and its sizes that are not constants, a scalar as itself, a constant not at
+    all (the body uses the constant)."""
+    if isinstance(x, Desc):
+        return [x.ptr, *[d for d in x.dims if not isinstance(d, ir.Constant)]]
+    return [] if isinstance(x, ir.Constant) else [x]
+
+
 def _defined_inside(op: Operation) -> set:
     """The results and block arguments of everything inside `op`'s regions."""
     inside: set = set()
@@ -163,18 +187,9 @@ class Translator:
         return self.out
 
     def global_(self, op: memref.GlobalOp) -> None:
-        init = op.initial_value
-        mtype = op.type
-        n = int(np.prod(mtype.get_shape()))
-        elt = storage_type(mtype.element_type)
-        if not isinstance(init, DenseIntOrFPElementsAttr):
-            raise CompileError(f"llvm: memref.global {op.sym_name.data} needs a dense initial value")
-        raw = init.data.data
-        width = elt.width // 8 if isinstance(elt, ir.IntType) else (4 if elt == F32 else 8)
-        if len(raw) == width and n != 1:
-            raw = raw * n
-        g = ir.GlobalVariable(self.llmod, ir.ArrayType(I8, len(raw)), op.sym_name.data)
-        g.initializer = ir.Constant(ir.ArrayType(I8, len(raw)), bytearray(raw))
+        init = global_bytes(op)
+        g = ir.GlobalVariable(self.llmod, init.type, op.sym_name.data)
+        g.initializer = init
         g.global_constant = True
         g.linkage = "internal"
         g.align = 64
@@ -595,13 +610,7 @@ class FunctionTranslator:
         b = self.b
         captured = captured_values(op)
         inside = _defined_inside(op)
-        fields: list[ir.Value] = []
-        for v in captured:  # constants are not passed: the outlined body sees them as constants
-            x = self.v(v)
-            if isinstance(x, Desc):
-                fields.extend([x.ptr, *[d for d in x.dims if not isinstance(d, ir.Constant)]])
-            elif not isinstance(x, ir.Constant):
-                fields.append(x)
+        fields = [f for v in captured for f in passed_fields(self.v(v))]
         ctx_type = ir.LiteralStructType([f.type for f in fields])
         ctx = self.entry_builder.alloca(ctx_type)
         for k, f in enumerate(fields):

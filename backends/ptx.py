@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block, Operation, SSAValue
 
 from irkit.backends.llvm import (F32, I1, I8, I32, I64, PTR, Desc, FunctionTranslator, Translator,
-                                 captured_values, ll_type)
+                                 captured_values, global_bytes, ll_type, passed_fields)
 from irkit.errors import CompileError
 
 TRIPLE = "nvptx64-nvidia-cuda"
@@ -121,10 +121,8 @@ class DeviceTranslator(Translator):
 
     def global_(self, op: memref.GlobalOp) -> None:
         """A constant buffer in global memory, visible to cuModuleGetGlobal."""
-        cpu = Translator(None)
-        cpu.global_(op)
         name = op.sym_name.data
-        init = cpu.globals[name].initializer
+        init = global_bytes(op)
         g = ir.GlobalVariable(self.llmod, init.type, device_global_name(name), addrspace=1)
         g.initializer = init
         g.align = 64
@@ -241,21 +239,14 @@ def device_global_name(name: str) -> str:
 
 
 def _param_types(x) -> list[ir.Type]:
-    """How a host value is passed to a kernel: a buffer as its pointer and its sizes that are
-    not constants; a scalar by value (bools as bytes); constants not at all."""
-    if isinstance(x, Desc):
-        return [GPTR] + [I64 for d in x.dims if not isinstance(d, ir.Constant)]
-    if isinstance(x, ir.Constant):
-        return []
-    return [I8 if x.type == I1 else x.type]
+    """A kernel's parameters for a captured host value (`passed_fields`): buffers in global
+    memory, bools as bytes."""
+    return [GPTR if isinstance(x, Desc) and k == 0 else I8 if f.type == I1 else f.type
+            for k, f in enumerate(passed_fields(x))]
 
 
 def _host_fields(b: ir.IRBuilder, x) -> list[ir.Value]:
-    if isinstance(x, Desc):
-        return [x.ptr] + [d for d in x.dims if not isinstance(d, ir.Constant)]
-    if isinstance(x, ir.Constant):
-        return []
-    return [b.zext(x, I8) if x.type == I1 else x]
+    return [b.zext(f, I8) if f.type == I1 else f for f in passed_fields(x)]
 
 
 class KernelTranslator(FunctionTranslator):

@@ -120,6 +120,7 @@ def test_irkit_opt_emits_ptx(tmp_path):
     assemble(p.stdout, tmp_path)
 
 
+@need_ptxas
 def test_a_graph_with_scan_assembles(tmp_path):
     x = ik.matrix("x", "float32")
     h0 = ik.vector("h0", "float32")
@@ -127,9 +128,7 @@ def test_a_graph_with_scan_assembles(tmp_path):
     hs, _ = ik.scan(lambda xt, h: ik.tanh(ik.dot(h, W) + xt), sequences=[x], outputs_info=[h0])
     cost = ik.sum(hs[-1])
     f = ik.function([x, h0], [cost, *ik.grad(cost, [W, h0])])
-    text = f.ir("ptx")
-    if PTXAS or os.environ.get("IRKIT_CI"):
-        assemble(text, tmp_path)
+    assemble(f.ir("ptx"), tmp_path)
 
 
 # -- transcendentals without libdevice ---------------------------------------------------------
@@ -256,7 +255,7 @@ def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda
         import numpy as np, irkit as ik
         x = ik.vector("x", "float32")
         f = ik.function([x], x * 2, target="cuda")    # compiles without a device
-        assert "ptx" in repr(type(f.ir("ptx"))).lower() or f.ir("ptx").startswith("//")
+        assert ".entry main_k1(" in f.ir("ptx")
         try:
             f(np.ones(3, np.float32))
         except ik.DeviceError as e:

@@ -29,35 +29,32 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from irkit.errors import IrkitError
 
 
-@dataclass(frozen=True)
-class _LLVMTarget:
+def _backend_target(name: str, render):
+    """An `--emit=<name>` target: `render(module)` gives the text."""
+
+    @dataclass(frozen=True)
+    class _Target:
+        @classmethod
+        def from_spec(cls, spec):
+            return cls()
+
+        def emit(self, ctx, module, output: IO[str]) -> None:
+            output.write(render(module))
+    _Target.name = name
+    return _Target
+
+
+def _llvm_text(module) -> str:
     """--emit=llvm: the loops level translated to LLVM IR (unoptimised)."""
-
-    name = "llvm"
-
-    @classmethod
-    def from_spec(cls, spec):
-        return cls()
-
-    def emit(self, ctx, module, output: IO[str]) -> None:
-        from irkit.backends import jit
-        from irkit.backends.llvm import Translator
-        output.write(str(Translator(jit.vector_isa()).translate(module).module))
+    from irkit.backends import jit
+    from irkit.backends.llvm import Translator
+    return str(Translator(jit.vector_isa()).translate(module).module)
 
 
-@dataclass(frozen=True)
-class _PTXTarget:
+def _ptx_text(module) -> str:
     """--emit=ptx: the loops level's kernels as PTX for sm_80 (libdevice linked, O3)."""
-
-    name = "ptx"
-
-    @classmethod
-    def from_spec(cls, spec):
-        return cls()
-
-    def emit(self, ctx, module, output: IO[str]) -> None:
-        from irkit.backends import ptx
-        output.write(ptx.emit_ptx(ptx.translate(module).device))
+    from irkit.backends import ptx
+    return ptx.emit_ptx(ptx.translate(module).device)
 
 
 class IrkitOptMain(xDSLOptMain):
@@ -122,8 +119,8 @@ class IrkitOptMain(xDSLOptMain):
 
     def register_all_targets(self) -> None:
         super().register_all_targets()
-        self.available_targets["llvm"] = lambda: _LLVMTarget
-        self.available_targets["ptx"] = lambda: _PTXTarget
+        self.available_targets["llvm"] = lambda: _backend_target("llvm", _llvm_text)
+        self.available_targets["ptx"] = lambda: _backend_target("ptx", _ptx_text)
 
     def register_all_arguments(self, parser) -> None:
         super().register_all_arguments(parser)
