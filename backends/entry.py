@@ -1,13 +1,15 @@
-"""The native entry of a compiled function: a CPython `METH_FASTCALL` function
-written in LLVM IR, so that a call from Python goes straight to machine code.
+"""The native entry of a compiled function: a CPython `METH_FASTCALL | METH_KEYWORDS`
+function written in LLVM IR, so that a call from Python goes straight to machine code.
 
-`entry(self, args, nargs)` checks each argument where C would (an exact
+`entry(self, args, nargs, kwnames)` checks each argument where C would (an exact
 `numpy.ndarray` of the right dtype, rank, static sizes, C-contiguous, aligned,
-native byte order), calls the kernel function, and wraps each result buffer in
-a new ndarray that owns it (a capsule frees it with the array). Anything the
-checks do not accept, it hands to `self[0]`, the Python slow path, with the
-same arguments: conversions and error messages live there. A failed run-time
-check in the kernel calls `self[1](code)`, which raises.
+native byte order; for a 0-d input also a numpy scalar of exactly its dtype, or a
+Python float for float64, whose value the kernel reads in place), calls the kernel
+function, and wraps each result buffer in a new ndarray that owns it (a capsule frees
+it with the array). Anything the checks do not accept (keywords included), it hands to
+`self[0]`, the Python slow path, with the same arguments: conversions and error
+messages live there. A failed run-time check in the kernel calls
+`self[1](code, *args)`, which raises, naming the arguments.
 
 The numpy C API is reached through its `_ARRAY_API` table and the CPython API
 by symbol; offsets into numpy's structs are verified against a live array when
@@ -33,8 +35,10 @@ PTR = ir.PointerType()
 OFF_TYPE, OFF_DATA, OFF_ND, OFF_DIMS, OFF_DESCR, OFF_FLAGS = 8, 16, 24, 32, 56, 64
 OFF_BYTEORDER, OFF_TYPENUM = 26, 28
 API_ARRAY_TYPE, API_DESCR_FROM_TYPE, API_NEW_FROM_DESCR, API_SET_BASE = 2, 45, 94, 282
+API_TABLE_SIZE = 400  # entries of numpy's _ARRAY_API read here (numpy 2.x has about 370)
 NPY_C_CONTIGUOUS, NPY_ALIGNED, NPY_CARRAY = 0x1, 0x100, 0x501
-METH_FASTCALL = 0x80
+OFF_SCALAR_VALUE = 16  # the value of a numpy scalar (and of a Python float) after PyObject_HEAD
+METH_FASTCALL, METH_KEYWORDS = 0x80, 0x02
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,31 @@ def _layout() -> None:
           and rd(base + OFF_DESCR, ctypes.c_void_p) == id(a.dtype)
           and rd(rd(base + OFF_DESCR, ctypes.c_void_p) + OFF_TYPENUM, ctypes.c_int) == a.dtype.num
           and rd(base + OFF_FLAGS, ctypes.c_int) & NPY_C_CONTIGUOUS)
+    for value in (np.float64(2.5), np.float32(2.5), 2.5):
+        ok = ok and rd(id(value) + OFF_SCALAR_VALUE, ctypes.c_double if not isinstance(value, np.float32)
+                       else ctypes.c_float) == 2.5
     if not ok:
         raise CompileError(f"numpy {np.__version__}'s array layout is not the one irkit's native "
                            "entry expects")
+
+
+@functools.lru_cache(maxsize=None)
+def scalar_type_slots(dt: np.dtype) -> tuple[int, ...]:
+    """Where numpy's API table holds the scalar types that mean `dt` (np.int64 and
+    np.longlong both mean int64 on Linux). The slots are numpy's ABI, fixed per version;
+    looked up rather than hard-coded so the entry never bakes in an address."""
+    api = _api_pointer()
+    table = (ctypes.c_void_p * API_TABLE_SIZE).from_address(api)
+    wanted = {id(np.dtype(c).type) for c in "?bBhHiIlLqQefd" if np.dtype(c) == dt}
+    return tuple(k for k in range(API_TABLE_SIZE) if table[k] in wanted)
+
+
+def _api_pointer() -> int:
+    try:
+        import numpy._core._multiarray_umath as mu
+    except ImportError:  # numpy 1.x
+        import numpy.core._multiarray_umath as mu
+    return jit._capsule_pointer(mu._ARRAY_API)
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,11 +107,7 @@ def prepare() -> None:
     """Check numpy's layout, make its API table and the shared runtime reachable by name."""
     from irkit.backends import runtime
     _layout()
-    try:
-        import numpy._core._multiarray_umath as mu
-    except ImportError:  # numpy 1.x
-        import numpy.core._multiarray_umath as mu
-    jit.register_symbol("irkit_numpy_api", jit._capsule_pointer(mu._ARRAY_API))
+    jit.register_symbol("irkit_numpy_api", _api_pointer())
     runtime.runtime()
 
 
@@ -101,14 +123,21 @@ class EntryBuilder:
             fn = ir.Function(self.m, ir.FunctionType(ret, args), name)
         return fn
 
+    def python_float_type(self) -> ir.Value:
+        """The address of CPython's `float` type object, resolved by symbol when linked."""
+        ty = self.m.globals.get("PyFloat_Type")
+        if ty is None:
+            ty = ir.GlobalVariable(self.m, I8, "PyFloat_Type")
+        return ty
+
     def build(self, kernel: ir.Function, args: list[ArgSpec], results: list[ResultSpec],
               single: bool) -> str:
         name = f"irkit_entry_{kernel.name}"
-        fn = ir.Function(self.m, ir.FunctionType(PTR, [PTR, PTR, I64]), name)
-        self_, argv, nargs = fn.args
+        fn = ir.Function(self.m, ir.FunctionType(PTR, [PTR, PTR, I64, PTR]), name)
+        self_, argv, nargs, kwnames = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         fallback = fn.append_basic_block("fallback")
-        api = self.m.globals.get("irkit_numpy_api") or ir.GlobalVariable(self.m, ir.ArrayType(PTR, 400),
+        api = self.m.globals.get("irkit_numpy_api") or ir.GlobalVariable(self.m, ir.ArrayType(PTR, API_TABLE_SIZE),
                                                                          "irkit_numpy_api")
 
         def api_fn(k: int):
@@ -120,16 +149,32 @@ class EntryBuilder:
         nslots = sum(1 + r.rank for r in results)
         slots = b.alloca(ir.ArrayType(I64, max(nslots, 1)))
         array_type = api_fn(API_ARRAY_TYPE)
-        ok_n = b.icmp_signed("==", nargs, I64(len(args)))
+        ok_n = b.and_(b.icmp_signed("==", nargs, I64(len(args))),
+                      b.icmp_unsigned("==", kwnames, ir.Constant(PTR, None)))
         nxt = fn.append_basic_block("args")
         b.cbranch(ok_n, nxt, fallback)
         b.position_at_end(nxt)
         call_args: list[ir.Value] = []
         for k, spec in enumerate(args):
             obj = b.load(b.gep(argv, [I64(k)], inbounds=True, source_etype=PTR), typ=PTR)
-            is_array = b.icmp_unsigned("==", field(obj, OFF_TYPE, PTR), array_type)
+            obj_type = field(obj, OFF_TYPE, PTR)
+            is_array = b.icmp_unsigned("==", obj_type, array_type)
             fields = fn.append_basic_block(f"arg{k}")
-            b.cbranch(is_array, fields, fallback)
+            done = fn.append_basic_block(f"arg{k}.ok")
+            scalar_data = None
+            if not spec.shape:  # a 0-d input also takes a scalar of exactly its dtype
+                scalar = fn.append_basic_block(f"arg{k}.scalar")
+                b.cbranch(is_array, fields, scalar)
+                b.position_at_end(scalar)
+                is_scalar = I1(0)
+                for slot in scalar_type_slots(spec.dtype):
+                    is_scalar = b.or_(is_scalar, b.icmp_unsigned("==", obj_type, api_fn(slot)))
+                if spec.dtype == np.float64:
+                    is_scalar = b.or_(is_scalar, b.icmp_unsigned("==", obj_type, self.python_float_type()))
+                scalar_data = b.gep(obj, [I64(OFF_SCALAR_VALUE)], inbounds=True, source_etype=I8)
+                b.cbranch(is_scalar, done, fallback)
+            else:
+                b.cbranch(is_array, fields, fallback)
             b.position_at_end(fields)
             ok = b.icmp_signed("==", field(obj, OFF_ND, I32), I32(len(spec.shape)))
             flags = field(obj, OFF_FLAGS, I32)
@@ -152,30 +197,42 @@ class EntryBuilder:
             for d, s in zip(dims, spec.shape):
                 if s is not None:
                     ok = b.and_(ok, b.icmp_signed("==", d, I64(s)))
-            call_args.append(field(obj, OFF_DATA, PTR))
-            call_args.extend(dims)
-            done = fn.append_basic_block(f"arg{k}.ok")
+            array_data = field(obj, OFF_DATA, PTR)
+            array_end = b.block
             b.cbranch(ok, done, fallback)
             b.position_at_end(done)
+            if scalar_data is None:
+                call_args.append(array_data)
+            else:
+                data = b.phi(PTR)
+                data.add_incoming(array_data, array_end)
+                data.add_incoming(scalar_data, scalar)
+                call_args.append(data)
+            call_args.extend(dims)
         slots_ptr = b.gep(slots, [I32(0), I32(0)], inbounds=True)
         status = b.call(kernel, call_args + [slots_ptr])
         failed = fn.append_basic_block("failed")
         wrap = fn.append_basic_block("wrap")
         b.cbranch(b.icmp_signed("==", status, I32(0)), wrap, failed)
 
-        # a failed check in the kernel: self[1](code) raises
+        # a failed check in the kernel: self[1](code, *args) raises
         b.position_at_end(failed)
         handler = b.call(self.decl("PyTuple_GetItem", PTR, [PTR, I64]), [self_, I64(1)])
         code = b.call(self.decl("PyLong_FromLong", PTR, [I64]), [b.sext(status, I64)])
-        got = b.call(self.decl("PyObject_CallOneArg", PTR, [PTR, PTR]), [handler, code])
+        handler_args = b.alloca(PTR, I64(len(args) + 1))
+        b.store(code, handler_args)
+        for k in range(len(args)):
+            item = b.load(b.gep(argv, [I64(k)], inbounds=True, source_etype=PTR), typ=PTR)
+            b.store(item, b.gep(handler_args, [I64(k + 1)], inbounds=True, source_etype=PTR))
+        vectorcall = self.decl("PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
+        got = b.call(vectorcall, [handler, handler_args, I64(len(args) + 1), ir.Constant(PTR, None)])
         b.call(self.decl("Py_DecRef", ir.VoidType(), [PTR]), [code])
         b.ret(got)
 
-        # arguments the fast path does not take: self[0](*args)
+        # arguments the fast path does not take: self[0](*args, **kwargs)
         b.position_at_end(fallback)
         slow = b.call(self.decl("PyTuple_GetItem", PTR, [PTR, I64]), [self_, I64(0)])
-        got = b.call(self.decl("PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR]),
-                     [slow, argv, nargs, ir.Constant(PTR, None)])
+        got = b.call(vectorcall, [slow, argv, nargs, kwnames])
         b.ret(got)
 
         b.position_at_end(wrap)
@@ -251,7 +308,7 @@ class NativeFunction:
         self.compiled = compiled
         self.state = (slow, error)
         address = compiled.address(entry)
-        self._def = _PyMethodDef(entry.encode(), address, METH_FASTCALL, None)
+        self._def = _PyMethodDef(entry.encode(), address, METH_FASTCALL | METH_KEYWORDS, None)
         new = ctypes.pythonapi.PyCFunction_NewEx
         new.restype = ctypes.py_object
         new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]

@@ -73,10 +73,40 @@ def _capsule_pointer(capsule) -> int:
     return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
 
 
+BLAS_FUNCTIONS = ("sgemm", "dgemm", "sgemv", "dgemv")
+
+
 def _register_blas() -> None:
+    """scipy's BLAS (Fortran ABI) as irkit_sgemm etc. From the OpenBLAS that scipy's wheel
+    bundles when it is there (35 ms), else through scipy.linalg.cython_blas, the same
+    functions behind Cython wrappers (importing scipy.linalg costs about 200 ms)."""
+    bundled = _scipy_bundled_blas()
+    if bundled is not None:
+        for fn in BLAS_FUNCTIONS:
+            llvm.add_symbol("irkit_" + fn, ctypes.cast(getattr(bundled, f"scipy_{fn}_"), ctypes.c_void_p).value)
+        return
     import scipy.linalg.cython_blas as blas
-    for fn in ("sgemm", "dgemm", "sgemv", "dgemv"):
+    for fn in BLAS_FUNCTIONS:
         llvm.add_symbol("irkit_" + fn, _capsule_pointer(blas.__pyx_capi__[fn]))
+
+
+def _scipy_bundled_blas() -> ctypes.CDLL | None:
+    import glob
+    import importlib.util
+    import os
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or spec.origin is None:
+        return None
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "scipy.libs",
+                                  "libscipy_openblas*.so*"))
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+            if all(hasattr(lib, f"scipy_{fn}_") for fn in BLAS_FUNCTIONS):
+                return lib
+        except OSError:
+            continue
+    return None
 
 
 def register_symbol(name: str, address: int) -> None:
@@ -93,12 +123,24 @@ def optimize(mod: llvm.ModuleRef, level: int = 3) -> None:
     pb.getModulePassManager().run(mod, pb)
 
 
-class Compiled:
-    """A JIT-compiled module; keep it alive while any of its functions is in use."""
+def optimized_module(text: str, level: int = 3) -> llvm.ModuleRef:
+    """The module as compile_ir optimises it (for reading: f.ir("llvm"))."""
+    initialize()
+    tm = host_target_machine()
+    with _lock:
+        mod = llvm.parse_assembly(text)
+        mod.triple = tm.triple
+        mod.data_layout = str(tm.target_data)
+        optimize(mod, level)
+    return mod
 
-    def __init__(self, engine: llvm.ExecutionEngine, module: llvm.ModuleRef) -> None:
+
+class Compiled:
+    """JIT-compiled machine code; keep it alive while any of its functions is in use."""
+
+    def __init__(self, engine: llvm.ExecutionEngine, module: llvm.ModuleRef | None = None) -> None:
         self.engine = engine
-        self.module = module
+        self.module = module  # the IR it came from; None when loaded from the cache as an object
 
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)
@@ -107,24 +149,39 @@ class Compiled:
 def compile_ir(text: str, level: int = 3) -> Compiled:
     """Parse LLVM IR text, optimise it for the host and load it into an MCJIT engine. The
     machine code is kept in the on-disk cache (`ik.config.cache_dir`): a later compile of the
-    same text for the same CPU, in any process, skips optimisation and code generation."""
+    same text for the same CPU, in any process, loads that object without parsing the IR."""
     initialize()
+    key = object_key(text, level)
+    cached = load_object(key) if key is not None else None
+    if cached is not None:
+        return cached
     tm = host_target_machine()
-    key = _cache_key(text, level)
-    cached = _cache_load(key)
     with _lock:
         mod = llvm.parse_assembly(text)
         mod.triple = tm.triple
         mod.data_layout = str(tm.target_data)
         mod.verify()
-        if level > 0 and cached is None:
+        if level > 0:
             optimize(mod, level)
         engine = llvm.create_mcjit_compiler(mod, new_target_machine())
         if key is not None:
-            engine.set_object_cache(lambda _m, data: _cache_store(key, data) if cached is None else None,
-                                    lambda _m: cached)
+            engine.set_object_cache(lambda _m, data: cache_store(key, data), lambda _m: None)
         engine.finalize_object()
     return Compiled(engine, mod)
+
+
+def load_object(key: str) -> Compiled | None:
+    """Load cached machine code without its IR: the runtime's symbols resolve as for a
+    fresh compile. None when the object is not there or damaged."""
+    data = cache_load(key)
+    if data is None:
+        return None
+    initialize()
+    with _lock:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(data))
+        engine.finalize_object()
+    return Compiled(engine)
 
 
 # -- the on-disk cache of machine code -------------------------------------------------------
@@ -143,28 +200,36 @@ def _host_signature() -> bytes:
     return "\0".join(map(str, parts)).encode()
 
 
-def _cache_key(text: str, level: int) -> str | None:
-    import hashlib
-
+def config_cache_dir() -> str | None:
     from irkit.config import config
-    if config.cache_dir is None:
+    return config.cache_dir
+
+
+def object_key(text: str, level: int = 3) -> str | None:
+    """The cache key of the machine code for this LLVM IR text (None: the cache is off)."""
+    import hashlib
+    if config_cache_dir() is None:
         return None
     return hashlib.sha256(b"%s\0%d\0%s" % (_host_signature(), level, text.encode())).hexdigest()
 
 
-def _cache_path(key: str) -> str:
+def _cache_path(key: str, suffix: str) -> str:
     import os
-
-    from irkit.config import config
-    return os.path.join(config.cache_dir, key[:2], key + ".o")
+    return os.path.join(config_cache_dir(), key[:2], key + suffix)
 
 
-def _cache_load(key: str | None) -> bytes | None:
-    if key is None:
+def cache_has(key: str | None, suffix: str = ".o") -> bool:
+    import os
+    return key is not None and config_cache_dir() is not None and os.path.exists(_cache_path(key, suffix))
+
+
+def cache_load(key: str | None, suffix: str = ".o") -> bytes | None:
+    """The bytes stored under key (machine code by default), or None."""
+    if key is None or config_cache_dir() is None:
         return None
     import hashlib
     try:
-        with open(_cache_path(key), "rb") as f:
+        with open(_cache_path(key, suffix), "rb") as f:
             data = f.read()
     except OSError:
         return None
@@ -178,11 +243,14 @@ def _cache_load(key: str | None) -> bytes | None:
 _MAGIC = b"IRKITOBJ1"
 
 
-def _cache_store(key: str, data: bytes) -> None:
+def cache_store(key: str, data: bytes, suffix: str = ".o") -> None:
+    """Store bytes under key, atomically: a reader sees all of them or nothing."""
     import hashlib
     import os
     import tempfile
-    path = _cache_path(key)
+    if config_cache_dir() is None:
+        return
+    path = _cache_path(key, suffix)
     data = _MAGIC + hashlib.sha256(data).digest() + bytes(data)
     tmp = None
     try:

@@ -198,6 +198,8 @@ class Function:
             self._compile(module)
         self._containers = [s.container for s in self.shared]
         self._update_containers = [s.container for s, _ in self.updates]
+        if target == "cpu" and not self.shared and not self.updates:
+            self._call_natively()
         self._n_out = len(self.outputs)
         self._local = threading.local()
         self._texts: dict[str, str] | None = None
@@ -229,31 +231,55 @@ class Function:
         self._input_names = seen_names
 
     def _compile(self, module: ModuleOp) -> None:
+        from irkit import compile_cache
+        from irkit.backends import entry as E
+        from irkit.backends import jit
+        t = self.timings
+        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
+            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
+        single = self.single and not self.updates
+        settings = {"isa": jit.vector_isa(), "threads": config.num_threads,
+                    "parallel_threshold": config.parallel_threshold, "single": single}
+        t0 = time.perf_counter()
+        key = compile_cache.graph_key(module, settings)
+        hit = compile_cache.lookup(key)
+        if hit:
+            E.prepare()  # the runtime's symbols, which the object refers to
+        compiled = jit.load_object(hit["object"]) if hit else None
+        t["cache"] = time.perf_counter() - t0
+        if compiled is not None:  # compiled before, by this or another process: no pass runs
+            self.messages, entry = hit["messages"], hit["entry"]
+            self._llvm_text = None
+        else:
+            entry = self._translate(module, args, single)
+            t0 = time.perf_counter()
+            compiled = jit.compile_ir(self._llvm_text)
+            t["llvm-jit"] = time.perf_counter() - t0
+            compile_cache.record(key, {"object": jit.object_key(self._llvm_text), "entry": entry,
+                                       "messages": self.messages})
+        self._compiled = compiled
+        self._native = E.NativeFunction(compiled, entry, self._slow_call, self._raise)
+
+    def _translate(self, module: ModuleOp, args: list, single: bool) -> str:
+        """Run the pipeline and make the LLVM IR with its native entry (self._llvm_text);
+        returns the entry's name."""
         from irkit.backends import entry as E
         from irkit.backends import jit
         from irkit.backends.llvm import Translator
-        ctx = make_context()
         t = self.timings
-        run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], ctx, t)
+        run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], make_context(), t)
         t0 = time.perf_counter()
         tr = Translator(jit.vector_isa(), config.num_threads, config.parallel_threshold)
         translation = tr.translate(module)
         self.messages = translation.messages
-        fn_name = _symbol(self.name)
-        kernel = translation.module.globals[fn_name]
-        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
-            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
+        kernel = translation.module.globals[_symbol(self.name)]
         results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape())) for v in
                    (o.value for o in self._graph_outputs)]
         E.prepare()
-        entry = E.EntryBuilder(translation.module).build(kernel, args, results,
-                                                         single=self.single and not self.updates)
+        entry = E.EntryBuilder(translation.module).build(kernel, args, results, single=single)
         self._llvm_text = str(translation.module)
         t["llvm-ir"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self._compiled = jit.compile_ir(self._llvm_text)
-        t["llvm-jit"] = time.perf_counter() - t0
-        self._native = E.NativeFunction(self._compiled, entry, self._slow_call, self._raise)
+        return entry
 
     def _compile_cuda(self, module: ModuleOp) -> None:
         """Kernels as PTX and the host program that launches them; no device is needed until
@@ -289,15 +315,27 @@ class Function:
         try:
             out = self._native.call(*args) if self._cuda is None else self._call_cuda(args)
         except IrkitError as e:
-            if not getattr(e, "_irkit_noted", False):
-                e._irkit_noted = True
-                e.add_note(f"  in {self.name}({self._describe_args(args)})")
+            self._note(e, args)
             raise
         if self._update_containers:
             for container, value in zip(self._update_containers, out[self._n_out:]):
                 container[0] = value
             out = out[0] if self.single else out[:self._n_out]
         return out
+
+    def _call_natively(self) -> None:
+        """Make f(...) call the native entry with no Python frame in between: this instance's
+        class becomes a subclass whose __call__ is the entry (a builtin, so it is not bound).
+        Only for functions without shared variables, whose arguments are the call's own."""
+        cls = type(self)
+        self.__class__ = type(cls.__name__, (cls,), {"__call__": self._native.call, "__module__": cls.__module__,
+                                                     "__qualname__": cls.__qualname__})
+
+    def _note(self, e: IrkitError, args: tuple) -> None:
+        """Name the call's arguments under an error, once."""
+        if not getattr(e, "_irkit_noted", False):
+            e._irkit_noted = True
+            e.add_note(f"  in {self.name}({self._describe_args(args)})")
 
     def _describe_args(self, args: tuple) -> str:
         parts = []
@@ -330,8 +368,18 @@ class Function:
         v = self.inputs[k]
         return repr(v.name) if v.name else f"#{k}"
 
-    def _slow_call(self, *args: Any) -> Any:
-        """The native entry did not take these arguments: convert them, or say why not."""
+    def _slow_call(self, *args: Any, **kwargs: Any) -> Any:
+        """The native entry did not take these arguments: convert them, or say why not.
+        (Keywords come only from a direct call of a function without shared variables.)"""
+        if kwargs:
+            args = self._bind(args, kwargs)
+        try:
+            return self._convert_and_call(args)
+        except IrkitError as e:
+            self._note(e, args)
+            raise
+
+    def _convert_and_call(self, args: tuple) -> Any:
         n = len(self.inputs)
         if len(args) != n + len(self.shared):
             given = len(args) - len(self.shared)
@@ -394,12 +442,16 @@ class Function:
                 raise DTypeError(f"{label} expects {dt.name}; {value!r} is out of its range")
         return np.asarray(value, dtype=dt)
 
-    def _raise(self, code: int) -> None:
+    def _raise(self, code: int, *args: Any) -> None:
+        """A run-time check failed in the kernel (the native entry passes the arguments)."""
         message = self.messages[code - 1] if 0 < code <= len(self.messages) else f"error {code}"
         kind, text = split_kind(message)
         if message.startswith("MemoryError: "):
             raise MemoryError(text)
-        raise kind(text)
+        error = kind(text)
+        if args and isinstance(error, IrkitError):
+            self._note(error, args)
+        raise error
 
     # -- looking inside -------------------------------------------------------------
     def ir(self, stage: str = "loops") -> str:
@@ -415,13 +467,24 @@ class Function:
             return ptx.emit_ptx(ptx.translate(self._gpu_loops()).device)
         if stage in ("llvm", "llvm-unoptimized") and self._cuda is not None:
             return str(self._cuda.program.host)
+        if stage in ("llvm", "llvm-unoptimized") and self._llvm_text is None:
+            self._retranslate()  # the code came from the cache as an object
         if stage == "llvm":
-            return str(self._compiled.module)
+            from irkit.backends import jit
+            return str(jit.optimized_module(self._llvm_text))
         if stage == "llvm-unoptimized":
             return self._llvm_text
         if self._texts is None:
             self._texts = self._render()
         return self._texts[stage]
+
+    def _retranslate(self) -> None:
+        """The LLVM IR of a function whose code was loaded from the cache, made again."""
+        from irkit.backends import entry as E
+        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
+            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
+        self._translate(module, args, self.single and not self.updates)
 
     def _render(self) -> dict[str, str]:
         module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))

@@ -1,5 +1,6 @@
-"""The on-disk cache of machine code: a second process compiling the same function skips
-LLVM's optimisation and code generation and computes the same thing; a damaged entry is a
+"""The on-disk compile cache: a second process compiling the same graph runs no pass and
+no LLVM (the graph-keyed index points at the machine code) and computes the same thing;
+the same LLVM IR reached from another graph reuses the machine code; a damaged entry is a
 miss; IRKIT_CACHE=0 writes nothing. (How much faster is measured, not asserted beyond
 "skipped": the benchmarks measure compile times.)"""
 
@@ -18,7 +19,12 @@ SCRIPT = textwrap.dedent("""
     y = ik.softmax(ik.tanh(x @ w) * 2.0, axis=1).sum(axis=0)
     f = ik.function([x, w], y)
     out = f(np.ones((4, 3), np.float32), np.full((3, 5), 0.5, np.float32))
-    print(json.dumps({"jit": f.timings["llvm-jit"], "out": out.tolist()}))
+    try:
+        f(np.ones((4, 3), np.float32), np.ones((4, 5), np.float32))
+    except ik.ShapeError as e:
+        error = str(e)
+    print(json.dumps({"stages": sorted(f.timings), "out": out.tolist(), "error": error,
+                      "llvm": "define" in f.ir("llvm")}))
 """)
 
 
@@ -29,25 +35,63 @@ def _run(env_extra: dict) -> dict:
     return json.loads(got.stdout.strip().splitlines()[-1])
 
 
-def _objects(root) -> list:
-    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".o")]
+def _objects(root, suffix: str = ".o") -> list:
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(suffix)]
 
 
 def test_a_second_process_loads_the_compiled_code(tmp_path):
     env = {"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "1"}
     first = _run(env)
-    objects = sorted(_objects(tmp_path))
-    assert objects  # the function (and the shared runtime)
+    objects = sorted(_objects(tmp_path) + _objects(tmp_path, ".json"))
+    assert len(_objects(tmp_path)) == 2 and len(_objects(tmp_path, ".json")) == 1  # function, runtime; index
+    assert {"bufferize", "llvm-ir", "llvm-jit"} <= set(first["stages"])
     second = _run(env)
     assert second["out"] == first["out"]
-    assert second["jit"] < first["jit"], (first["jit"], second["jit"])
-    assert sorted(_objects(tmp_path)) == objects  # a hit writes nothing
+    assert second["stages"] == ["build", "cache", "total"]  # no pass, no LLVM
+    assert second["error"] == first["error"] and "inner dimensions differ" in first["error"]
+    assert second["llvm"]  # f.ir("llvm") is made again on demand
+    assert sorted(_objects(tmp_path) + _objects(tmp_path, ".json")) == objects  # a hit writes nothing
+
+
+def test_the_graph_key_sees_locations_and_the_llvm_key_shares_code(tmp_path):
+    """The same graph built on another line is another graph entry (its error messages name
+    that line), but the same machine code: the object is shared."""
+    env = {"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "1"}
+    first = _run(env)
+    global SCRIPT
+    moved = "\n\n" + SCRIPT
+    got = subprocess.run([sys.executable, "-c", moved], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, **env))
+    assert got.returncode == 0, got.stderr
+    second = json.loads(got.stdout.strip().splitlines()[-1])
+    assert second["out"] == first["out"]
+    assert "bufferize" in second["stages"] and "llvm-jit" in second["stages"]
+    assert len(_objects(tmp_path, ".json")) == 2
+    assert second["error"] != first["error"]  # another line
+
+
+def test_python_derivative_rules_are_not_keyed_by_graph(tmp_path):
+    """An OpFromGraph's vjp is Python code the graph text cannot show: such a function is
+    cached by its LLVM IR only."""
+    script = textwrap.dedent("""
+        import numpy as np, irkit as ik
+        x = ik.vector("x")
+        double = ik.OpFromGraph([x], [x * 2.0], vjp=lambda i, o, g: [g[0] * 2.0])
+        v = ik.vector("v")
+        f = ik.function([v], ik.grad(ik.sum(double(v)[0]), v))
+        print(f(np.ones(3)).tolist())
+    """)
+    env = dict(os.environ, IRKIT_CACHE_DIR=str(tmp_path), IRKIT_CACHE="1")
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "[2.0, 2.0, 2.0]"
+    assert _objects(tmp_path) and not _objects(tmp_path, ".json")
 
 
 def test_a_damaged_entry_is_a_miss(tmp_path):
     env = {"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "1"}
     first = _run(env)
-    for path in _objects(tmp_path):
+    for path in _objects(tmp_path) + _objects(tmp_path, ".json"):
         with open(path, "r+b") as f:
             f.seek(60)
             f.write(b"\xde\xad\xbe\xef" * 8)
@@ -57,4 +101,4 @@ def test_a_damaged_entry_is_a_miss(tmp_path):
 
 def test_the_cache_can_be_turned_off(tmp_path):
     _run({"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "0"})
-    assert _objects(tmp_path) == []
+    assert os.listdir(tmp_path) == []

@@ -256,6 +256,26 @@ def test_python_scalars_for_0d_inputs():
         f(np.ones(2), 1, 1, True, 1.0)  # an array for a 0-d input
 
 
+def test_scalars_of_the_exact_dtype_take_the_native_entry():
+    """numpy scalars of a 0-d input's dtype (and Python floats for float64) are read in place
+    by the native entry; with the slow path marked busy, anything it hands over would raise."""
+    d, f32, i64, b = ik.dscalar("d"), ik.fscalar("f32"), ik.lscalar("i64"), ik.scalar("b", dtype="bool")
+    f = ik.function([d, f32, i64, b], [d * 2, f32 + 1, i64 - 1, ~b])
+    values = (np.float64(1.25), np.float32(0.5), np.int64(7), np.bool_(True))
+    f._local.busy = True
+    try:
+        for args in (values, (1.25, *values[1:]), (values[0], values[1], np.longlong(7), values[3])):
+            got = f._native.call(*args)
+            for g, w in zip(got, [np.asarray(2.5), np.asarray(1.5, np.float32), np.asarray(6), np.asarray(False)]):
+                assert_matches(g, w)
+        with pytest.raises(ik.CompileError, match="rejected"):  # float32 scalar into float64: converted
+            f._native.call(np.float32(1.25), *values[1:])
+    finally:
+        f._local.busy = False
+    assert values[0] == 1.25 and values[2] == 7  # read, never written
+    assert_matches(f(np.float32(1.25), 0.5, 7, True)[0], np.asarray(2.5))
+
+
 # ---------------------------------------------------------------------------
 # input conversion
 # ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable, ClassVar, Sequence
 
 import numpy as np
-import scipy.special
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
@@ -137,7 +136,12 @@ ArccoshOp = _unary_math("arccosh", np.arccosh, math.AcoshOp, "inverse hyperbolic
                         lambda x, y: 1 / K.sqrt(x * x - 1))
 ArctanhOp = _unary_math("arctanh", np.arctanh, math.AtanhOp, "inverse hyperbolic tangent",
                         lambda x, y: 1 / (1 - x * x))
-ErfOp = _unary_math("erf", scipy.special.erf, math.ErfOp, "the error function",
+def _erf(x: np.ndarray) -> np.ndarray:
+    import scipy.special  # on first use: it costs a second at import
+    return scipy.special.erf(x)
+
+
+ErfOp = _unary_math("erf", _erf, math.ErfOp, "the error function",
                     lambda x, y: float(2 / np.sqrt(np.pi)) * K.exp(-x * x))
 
 
