@@ -194,6 +194,12 @@ def _read(dst, src, n):
 
 
 @_guard(1)
+def _write(dst, src, n):
+    driver().to_device(dst, src, n)
+    return 0
+
+
+@_guard(1)
 def _launch(prog, kernel, params, gx, gy, bx, by, shared):
     p = _State.programs[prog]
     driver().launch(p.functions[kernel], (gx, gy), (bx, by), shared, params)
@@ -215,6 +221,7 @@ _CALLBACKS = {
     "irkit_cuda_free": (ctypes.CFUNCTYPE(None, c_void_p), _free),
     "irkit_cuda_copy": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _copy),
     "irkit_cuda_read": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _read),
+    "irkit_cuda_write": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _write),
     "irkit_cuda_launch": (ctypes.CFUNCTYPE(c_int32, c_int64, c_int32, c_void_p, c_int32, c_int32, c_int32,
                                            c_int32, c_int32), _launch),
     "irkit_cuda_global": (ctypes.CFUNCTYPE(c_void_p, c_int64, c_int32), _global),

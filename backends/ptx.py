@@ -6,16 +6,25 @@
   - every `scf.parallel` the host reaches is a kernel `<func>_k<n>`: one thread per
     iteration through a grid-stride loop, its captured buffers, sizes and scalars as
     parameters (buffers as `ptr addrspace(1)`, so loads are `ld.global`);
+  - an `scf.parallel` with `scf.reduce` (a full reduction, from passes/parallel_reductions.py)
+    is a block reduction `<func>_r<n>` folding into a device cell the host reads back; a
+    parallel loop over rows whose body holds nested `scf.parallel` loops (row reductions, row
+    outputs) runs one warp a row, the lanes sharing each nested loop (`backends/ptx_reduce.py`);
   - other code that reads or writes buffers outside a parallel loop is a one-thread
     kernel `<func>_s<n>`; the scalars the host needs from it (a branch condition, a trip
-    count) come back through a small scratch buffer, with the error flag;
+    count) come back through a small scratch buffer, with the error flag. 0-d buffers that
+    only pass scalars between ops stay on the host and reach kernels by value, and a full
+    reduction whose value only device stores use stays in its device cell, which the storing
+    kernel reads (`backends/ptx_scalars.py`);
   - `@irkit_gemm_*` / `@irkit_gemv_*` are launches of a tiled kernel (`irkit_gemm_f32`,
     16x16 tiles in shared memory);
   - transcendentals call libdevice (`__nv_expf`, ...; never `llvm.exp` & co., which kill
     the process in NVPTX codegen). Without libdevice, float32 exp/log/tanh and their
     family are defined here on `ex2.approx`/`lg2.approx` with range reduction; any other
     function is a compile error that says what to install;
-  - a failed check inside a kernel stores its code in `@irkit_error` (the first one wins).
+  - a failed check inside a kernel stores its code in `@irkit_error` (the first one wins) and
+    returns; in reduction and row kernels, whose threads meet at shuffles and barriers, the
+    thread carries on instead, its later accesses going to `@irkit_safe_cell`.
 - **host** (the CPU, through the same `FunctionTranslator` as the CPU backend): sizes,
   checks, loops around launches and allocation, with buffers in device memory through the
   runtime functions of `backends/cuda.py` (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
@@ -36,8 +45,11 @@ from xdsl.dialects import builtin, func, memref, scf
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block, Operation, SSAValue
 
+from irkit.backends import ptx_reduce as R
+from irkit.backends.ptx_scalars import (DeviceScalar, HostScalar, ReducedCell, device_only_chain, is_promoted_access,
+                                        promoted_scalars)
 from irkit.backends.llvm import (F32, I1, I8, I32, I64, PTR, Desc, FunctionTranslator, Translator,
-                                 captured_values, global_bytes, ll_type, passed_fields)
+                                 captured_values, global_bytes, ll_type, passed_fields, storage_type)
 from irkit.errors import CompileError
 
 TRIPLE = "nvptx64-nvidia-cuda"
@@ -47,6 +59,8 @@ GPTR = ir.PointerType(addrspace=1)
 SPTR = ir.PointerType(addrspace=3)
 BLOCK = 256           # threads a block for 1-d kernels
 MAX_BLOCKS = 65535    # grid-stride loops cover the rest
+REDUCE_BLOCKS = 1024  # a full reduction: about 8 blocks an SM fill an H100/H200, and fewer blocks fewer atomics
+ROWS_A_BLOCK = BLOCK // R.WARP  # a row kernel runs one warp a row
 TILE = 16             # gemm tiles are TILE x TILE
 SCRATCH_SLOTS = 64    # 8-byte slots a one-thread kernel can hand back to the host
 
@@ -56,12 +70,14 @@ RUNTIME = {
     "irkit_cuda_free": (ir.VoidType(), [PTR]),
     "irkit_cuda_copy": (I32, [PTR, PTR, I64]),             # device to device
     "irkit_cuda_read": (I32, [PTR, PTR, I64]),             # device to host, synchronous
+    "irkit_cuda_write": (I32, [PTR, PTR, I64]),            # host to device
     "irkit_cuda_launch": (I32, [I64, I32, PTR, I32, I32, I32, I32, I32]),  # prog, kernel, params, grid, block, smem
     "irkit_cuda_global": (PTR, [I64, I32]),
     "irkit_cuda_scratch": (PTR, [I64]),
 }
 PROGRAM_GLOBAL = "irkit_cuda_program"
 ERROR_GLOBAL = "irkit_error"
+SAFE_CELL_GLOBAL = "irkit_safe_cell"
 
 
 class Kernel:
@@ -147,6 +163,16 @@ class DeviceTranslator(Translator):
         fn.calling_convention = "ptx_kernel"
         self.kernels.append(Kernel(name, kind))
         return fn
+
+    def safe_cell(self) -> ir.GlobalVariable:
+        """`irkit_safe_cell`: where the accesses of a thread go after a failed check (see
+        KernelTranslator); wide and aligned enough for any element, its contents are junk."""
+        cell = self.llmod.globals.get(SAFE_CELL_GLOBAL)
+        if cell is None:
+            cell = ir.GlobalVariable(self.llmod, ir.ArrayType(I64, 2), SAFE_CELL_GLOBAL, addrspace=1)
+            cell.initializer = ir.Constant(ir.ArrayType(I64, 2), [0, 0])
+            cell.align = 16
+        return cell
 
     def kernel_index(self, name: str) -> int:
         return next(k for k, kern in enumerate(self.kernels) if kern.name == name)
@@ -240,18 +266,30 @@ def device_global_name(name: str) -> str:
 
 def _param_types(x) -> list[ir.Type]:
     """A kernel's parameters for a captured host value (`passed_fields`): buffers in global
-    memory, bools as bytes."""
+    memory, bools as bytes, a promoted 0-d buffer as its value."""
+    if isinstance(x, HostScalar):
+        return [storage_type(x.elt)]
+    if isinstance(x, ReducedCell):
+        return [GPTR]
     return [GPTR if isinstance(x, Desc) and k == 0 else I8 if f.type == I1 else f.type
             for k, f in enumerate(passed_fields(x))]
 
 
 def _host_fields(b: ir.IRBuilder, x) -> list[ir.Value]:
+    if isinstance(x, HostScalar):  # its value now: every host store before the launch has run
+        return [b.load(x.slot, typ=storage_type(x.elt))]
+    if isinstance(x, ReducedCell):
+        return [x.ptr]
     return [b.zext(f, I8) if f.type == I1 else f for f in passed_fields(x)]
 
 
 class KernelTranslator(FunctionTranslator):
     """The body of one kernel. Captured host values arrive as parameters; a failed check
-    stores its code in the error flag and returns."""
+    stores its code in the error flag and returns, except in kernels whose threads meet at
+    shuffles and barriers (reductions, rows): there a thread that returned early would leave
+    its partners waiting at a `shfl.sync`/`bar.sync` with a full mask (undefined behaviour,
+    a hang), so it records the error and carries on with every later access redirected to a
+    harmless cell (the call raises anyway)."""
 
     def __init__(self, dev: DeviceTranslator, name: str, kind: str, captured: list[tuple[SSAValue, object]],
                  extra: list[ir.Type]) -> None:
@@ -261,6 +299,10 @@ class KernelTranslator(FunctionTranslator):
         fn = dev.new_kernel(name, params + extra, kind)
         self._setup(dev, fn)
         self.op = None
+        self.row_body: Block | None = None  # in a row kernel: the row's body, whose loops the lanes share
+        self.lane: ir.Value | None = None
+        self.carries_on = kind in ("reduce", "rows")
+        self.failed: ir.Value | None = None  # an i1 slot, once a carrying-on kernel has a check
         args = iter(fn.args)
         b = self.b
         for v, x in captured:
@@ -270,6 +312,10 @@ class KernelTranslator(FunctionTranslator):
                 self.env[v] = Desc(ptr, dims, x.elt)
             elif isinstance(x, ir.Constant):
                 self.env[v] = x
+            elif isinstance(x, HostScalar):
+                self.env[v] = DeviceScalar(next(args), x.elt)
+            elif isinstance(x, ReducedCell):  # the reduction kernel, launched before, has finished
+                self.env[v] = b.load(b.addrspacecast(next(args), PTR), typ=x.type)
             else:
                 a = next(args)
                 self.env[v] = b.trunc(a, I1) if x.type == I1 else a
@@ -277,6 +323,42 @@ class KernelTranslator(FunctionTranslator):
 
     def _global_ptr(self, name: str) -> ir.Value:
         return self.b.addrspacecast(self.tr.globals[name], PTR)
+
+    def _check(self, ok, message: str) -> None:
+        if not self.carries_on:
+            return super()._check(ok, message)
+        self.tr.out.messages.append(message)
+        code = len(self.tr.out.messages)
+        b = self.b
+        if self.failed is None:
+            self.failed = entry_alloca(self, I1)  # O3 keeps it in a register
+            self.entry_builder.store(I1(0), self.failed)
+            if b.block is self.entry_builder.block:
+                b.position_at_end(b.block)
+        bad = b.not_(ok)
+        b.store(b.or_(b.load(self.failed, typ=I1), bad), self.failed)
+        with b.if_then(bad, likely=False):
+            b.cmpxchg(self.tr.error_flag, I32(0), I32(code), "monotonic", "monotonic")
+
+    def _addr(self, desc: Desc, idx: list):
+        """After a failed check, the address of a cell no thread cares about: an index that
+        failed its check (and all that follows from it) never reaches memory."""
+        addr = super()._addr(desc, idx)
+        if self.failed is None:
+            return addr
+        b = self.b
+        return b.select(b.load(self.failed, typ=I1), b.addrspacecast(self.tr.safe_cell(), PTR), addr)
+
+    def _load(self, desc, idx: list):
+        if isinstance(desc, DeviceScalar):
+            v = desc.value
+            return self.b.icmp_unsigned("!=", v, I8(0)) if ll_type(desc.elt) == I1 else v
+        return super()._load(desc, idx)
+
+    def _store(self, value, desc, idx: list):
+        if isinstance(desc, DeviceScalar):  # promoted_scalars only promotes buffers stored on the host
+            raise CompileError("ptx: a kernel stores to a 0-d buffer the host keeps")
+        super()._store(value, desc, idx)
 
     def _finish_error_block(self) -> None:
         eb = ir.IRBuilder(self.error_block)
@@ -299,9 +381,73 @@ class KernelTranslator(FunctionTranslator):
         self._unsupported(op)
 
     def _parallel(self, op: scf.ParallelOp) -> None:
-        """A parallel loop nested in a kernel runs in the thread, in order."""
-        lb, ub, step = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
-        self._serial_loop(lb, ub, step, lambda iv: self._body(op.body.block, iv))
+        """A parallel loop nested in a kernel: shared by the lanes of the warp when it is in a
+        row kernel's row body, else run by the thread, in order."""
+        shared = self.row_body is not None and op.parent_block() is self.row_body
+        start, stride = (self.lane, I64(R.WARP)) if shared else (I64(0), I64(1))
+        self.iterate(op, start, stride, shared)
+        if shared and not op.initVals:
+            R.warp_sync(self.tr.llmod, self.b)  # later code of the row may read what the lanes wrote
+
+    def bounds(self, op: scf.ParallelOp) -> tuple[list, list, list]:
+        return ([self.v(x) for x in op.lowerBound], [self.v(x) for x in op.upperBound],
+                [self.v(x) for x in op.step])
+
+    def iterate(self, op: scf.ParallelOp, start: ir.Value, stride: ir.Value, combine_lanes: bool,
+                bounds: tuple | None = None) -> ir.Value | None:
+        """Run the body of `op` at positions start, start+stride, ... of its iteration space.
+        With a reduction, the value is accumulated from the identity in the thread, then
+        combined over the warp when `combine_lanes`, then with the init value (unless the
+        caller folds the init elsewhere: `bounds` given); it is the result of `op` and returned."""
+        b = self.b
+        lbs, ubs, steps = bounds or self.bounds(op)
+        trips = [b.select(b.icmp_signed(">", t, I64(0)), t, I64(0))
+                 for t in (b.sdiv(b.add(b.sub(u, l), b.sub(s, I64(1))), s) for l, u, s in zip(lbs, ubs, steps))]
+        total = trips[0]
+        for t in trips[1:]:
+            total = b.mul(total, t)
+        reducing = bool(op.initVals)
+        if reducing:
+            comb = R.combiner(op.body.block.last_op.reductions[0])
+            ty = ll_type(op.initVals[0].type)
+            ident = R.identity(comb, ty)
+            acc = entry_alloca(self, ty)  # O3 keeps it in a register
+            b.store(ident, acc)
+
+        def body(digits):
+            ivs = [b.add(l, b.mul(d, s)) for l, d, s in zip(lbs, digits, steps)]
+            block = op.body.block
+            for arg, iv in zip(block.args, ivs):
+                self.env[arg] = iv
+            for inner in block.ops:
+                if isinstance(inner, scf.ReduceOp):
+                    break
+                self.operation(inner)
+            if reducing:
+                x = self.v(block.last_op.args[0])
+                b.store(self.combine(op, b.load(acc, typ=ty), x), acc)
+        with b.if_then(b.icmp_signed(">", total, I64(0))):
+            R.strided_nd(self.fn, b, trips, start, stride, body)
+        if not reducing:
+            return None
+        value = b.load(acc, typ=ty)
+        if combine_lanes:
+            value = R.warp_allreduce(self.tr.llmod, b, value, lambda u, w: self.combine(op, u, w))
+        if bounds is None:
+            value = self.combine(op, self.v(op.initVals[0]), value)
+            self.env[op.results[0]] = value
+        return value
+
+    def combine(self, op: scf.ParallelOp, lhs: ir.Value, rhs: ir.Value) -> ir.Value:
+        """The scf.reduce region of `op` applied to two values."""
+        region = op.body.block.last_op.reductions[0]
+        block = region.block
+        self.env[block.args[0]], self.env[block.args[1]] = lhs, rhs
+        for inner in block.ops:
+            if isinstance(inner, scf.ReduceReturnOp):
+                return self.v(inner.result)
+            self.operation(inner)
+        raise CompileError("ptx: an scf.reduce region without scf.reduce.return")
 
     def _body(self, block: Block, iv) -> None:
         self.env[block.args[0]] = iv
@@ -373,8 +519,10 @@ def _host_only(op: Operation) -> bool:
     return any(isinstance(inner, _HOST_ONLY) for inner in op.walk())
 
 
-def _touches_memory(op: Operation) -> bool:
-    return any(isinstance(inner, (memref.LoadOp, memref.StoreOp)) for inner in op.walk())
+def _touches_memory(op: Operation, promoted: set[SSAValue]) -> bool:
+    """Whether `op` reads or writes device buffers (a promoted 0-d buffer is host memory)."""
+    return any(isinstance(inner, (memref.LoadOp, memref.StoreOp)) and not is_promoted_access(inner, promoted)
+               for inner in op.walk())
 
 
 class HostFunctionTranslator(FunctionTranslator):
@@ -385,6 +533,11 @@ class HostFunctionTranslator(FunctionTranslator):
         self.dev: DeviceTranslator = tr.device
         self.name = op.sym_name.data
         self.count = 0
+        self.promoted = promoted_scalars(op)  # 0-d buffers kept on the host (backends/ptx_scalars.py)
+        # full reductions whose value only device stores use, and the scalar ops between them,
+        # which the stores' kernels recompute (device_only_chain)
+        self.device_reductions: set[Operation] = set()
+        self.deferred: set[Operation] = set()
 
     # -- the runtime -------------------------------------------------------------------------------
     def _program(self) -> ir.Value:
@@ -403,6 +556,42 @@ class HostFunctionTranslator(FunctionTranslator):
 
     def _status(self, status, what: str) -> None:
         self._check(self.b.icmp_signed("==", status, I32(0)), f"DeviceError: {what} failed")
+
+    # -- promoted 0-d buffers: a host stack slot instead of device memory ---------------------------
+    def _alloc(self, op: memref.AllocOp) -> None:
+        if op.memref not in self.promoted:
+            return super()._alloc(op)
+        self.env[op.memref] = HostScalar(entry_alloca(self, storage_type(op.memref.type.element_type)),
+                                         op.memref.type.element_type)
+
+    def _dealloc(self, op: memref.DeallocOp) -> None:
+        if op.memref not in self.promoted:
+            super()._dealloc(op)
+
+    def _load(self, desc, idx: list):
+        if isinstance(desc, HostScalar):
+            v = self.b.load(desc.slot, typ=storage_type(desc.elt))
+            return self.b.icmp_unsigned("!=", v, I8(0)) if ll_type(desc.elt) == I1 else v
+        return super()._load(desc, idx)
+
+    def _store(self, value, desc, idx: list):
+        if isinstance(desc, HostScalar):
+            self.b.store(self.b.zext(value, I8) if ll_type(desc.elt) == I1 else value, desc.slot)
+            return
+        super()._store(value, desc, idx)
+
+    def _reduction_cell(self, kernel: str) -> ir.Value:
+        """The device address of `<kernel>_cell`, a global of the device module (8 bytes)."""
+        name = kernel + "_cell"
+        cell = ir.GlobalVariable(self.dev.llmod, I64, name, addrspace=1)
+        cell.initializer = I64(0)
+        cell.align = 8
+        self.tr.global_names.append(name)
+        ptr = self.b.call(self._runtime("irkit_cuda_global"),
+                          [self._program(), I32(len(self.tr.global_names) - 1)])
+        self._check(self.b.icmp_unsigned("!=", ptr, ir.Constant(PTR, None)),
+                    f"DeviceError: the device global @{name} is missing from the loaded module")
+        return ptr
 
     def _copy(self, src: Desc, dst: Desc) -> None:
         status = self.b.call(self._runtime("irkit_cuda_copy"), [dst.ptr, src.ptr, self._bytes(src)])
@@ -437,8 +626,13 @@ class HostFunctionTranslator(FunctionTranslator):
 
     # -- kernels -------------------------------------------------------------------------------------
     def _parallel(self, op: scf.ParallelOp) -> None:
-        """A kernel: one thread per iteration, grid-stride."""
-        if len(op.lowerBound) != 1 or op.initVals:
+        """A kernel: a block reduction for a reduction, one warp a row for a loop over rows
+        with nested parallel loops, else one thread per iteration, grid-stride."""
+        if op.initVals:
+            return self._full_reduction(op)
+        if any(isinstance(inner, scf.ParallelOp) for inner in op.body.block.ops):
+            return self._rows(op)
+        if len(op.lowerBound) != 1:
             raise CompileError("ptx: only 1-d scf.parallel without reductions is supported")
         self.count += 1
         name = f"{self.name}_k{self.count}"
@@ -458,6 +652,89 @@ class HostFunctionTranslator(FunctionTranslator):
         with hb.if_then(hb.icmp_signed(">", trip_h, I64(0))):
             self.launch(name, fields + [lb_h, ub_h, step_h], (self._blocks_for(trip_h), I64(1)),
                         (I64(BLOCK), I64(1)))
+
+    def _full_reduction(self, op: scf.ParallelOp) -> None:
+        """`<f>_r<n>`: a grid-stride block reduction folding into a device cell that holds the
+        init value; the host reads the result back (it is a host value at the loops level)."""
+        if len(op.initVals) != 1:
+            raise CompileError("ptx: an scf.parallel with several reductions has no GPU lowering")
+        self.count += 1
+        name = f"{self.name}_r{self.count}"
+        d = len(op.lowerBound)
+        pairs, fields = self._fields(captured_values(op))
+        kt = KernelTranslator(self.dev, name, "reduce", pairs, [I64] * (3 * d) + [GPTR])
+        kb, tr = kt.b, kt.tr
+        bounds = (kt.extra[:d], kt.extra[d:2 * d], kt.extra[2 * d:3 * d])
+        cell = kt.extra[3 * d]
+        tid, ntid = tr.sreg(kb, "tid.x"), tr.sreg(kb, "ntid.x")
+        start = kb.add(kb.mul(tr.sreg(kb, "ctaid.x"), ntid), tid)
+        stride = kb.mul(ntid, tr.sreg(kb, "nctaid.x"))
+        value = kt.iterate(op, start, stride, False, bounds)
+        comb = R.combiner(op.body.block.last_op.reductions[0])
+        ty = value.type
+
+        def fold(total):
+            R.atomic_fold(kb, comb, cell, total, lambda u, w: kt.combine(op, u, w))
+        R.block_reduce(tr.llmod, kb, name, value, R.identity(comb, ty), lambda u, w: kt.combine(op, u, w),
+                       tid, ntid, fold)
+        kt.finish()
+
+        b = self.b
+        lbs, ubs, steps = ([self.v(x) for x in xs] for xs in (op.lowerBound, op.upperBound, op.step))
+        total = I64(1)
+        for lb, ub, step in zip(lbs, ubs, steps):
+            trip = b.sdiv(b.add(b.sub(ub, lb), b.sub(step, I64(1))), step)
+            total = b.mul(total, b.select(b.icmp_signed(">", trip, I64(0)), trip, I64(0)))
+        slot = entry_alloca(self, storage_type(op.initVals[0].type))
+        nbytes = I64(ty.width // 8 if isinstance(ty, ir.IntType) else (4 if ty == F32 else 8))
+        b.store(self.v(op.initVals[0]), slot)
+        device_only = op in self.device_reductions
+        if device_only:  # a cell of its own, which later kernels read
+            cell_h = self._reduction_cell(name)
+        else:  # scratch slot 0: it is read back before any other kernel writes scratch
+            cell_h = b.call(self._runtime("irkit_cuda_scratch"), [self._program()])
+        self._status(b.call(self._runtime("irkit_cuda_write"), [cell_h, slot, nbytes]),
+                     "writing a reduction's init value to the device")
+        with b.if_then(b.icmp_signed(">", total, I64(0))):
+            blocks = b.udiv(b.add(total, I64(BLOCK - 1)), I64(BLOCK))
+            blocks = b.select(b.icmp_signed(">", blocks, I64(REDUCE_BLOCKS)), I64(REDUCE_BLOCKS), blocks)
+            self.launch(name, fields + lbs + ubs + steps + [cell_h], (blocks, I64(1)), (I64(BLOCK), I64(1)))
+        if device_only:
+            self.env[op.results[0]] = ReducedCell(cell_h, ty)
+            return
+        # a failed check inside the kernel is seen at the end of the call, as for any kernel
+        self._status(b.call(self._runtime("irkit_cuda_read"), [slot, cell_h, nbytes]),
+                     "reading a reduction back from the device")
+        self.env[op.results[0]] = b.load(slot, typ=ty)
+
+    def _rows(self, op: scf.ParallelOp) -> None:
+        """`<f>_k<n>` with one warp a row: the lanes share the nested parallel loops (a row's
+        reductions end in every lane); the rest of the row body runs in all lanes."""
+        if len(op.lowerBound) != 1:
+            raise CompileError("ptx: only 1-d scf.parallel over rows is supported")
+        self.count += 1
+        name = f"{self.name}_k{self.count}"
+        pairs, fields = self._fields(captured_values(op))
+        kt = KernelTranslator(self.dev, name, "rows", pairs, [I64, I64, I64])
+        lb, ub, step = kt.extra
+        kb, tr = kt.b, kt.tr
+        tid = tr.sreg(kb, "tid.x")
+        warps = kb.lshr(tr.sreg(kb, "ntid.x"), I64(5))
+        kt.lane = kb.and_(tid, I64(R.WARP - 1))
+        kt.row_body = op.body.block
+        first = kb.add(kb.mul(tr.sreg(kb, "ctaid.x"), warps), kb.lshr(tid, I64(5)))
+        trip = kb.sdiv(kb.add(kb.sub(ub, lb), kb.sub(step, I64(1))), step)
+        # the row loop is the same in all lanes of a warp: its shuffles have every lane
+        kt._serial_loop(first, trip, kb.mul(warps, tr.sreg(kb, "nctaid.x")),
+                        lambda i: kt._body(op.body.block, kb.add(lb, kb.mul(i, step))))
+        kt.finish()
+        b = self.b
+        lb_h, ub_h, step_h = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
+        trip_h = b.sdiv(b.add(b.sub(ub_h, lb_h), b.sub(step_h, I64(1))), step_h)
+        with b.if_then(b.icmp_signed(">", trip_h, I64(0))):
+            blocks = b.udiv(b.add(trip_h, I64(ROWS_A_BLOCK - 1)), I64(ROWS_A_BLOCK))
+            blocks = b.select(b.icmp_signed(">", blocks, I64(MAX_BLOCKS)), I64(MAX_BLOCKS), blocks)
+            self.launch(name, fields + [lb_h, ub_h, step_h], (blocks, I64(1)), (I64(BLOCK), I64(1)))
 
     def _call(self, op: func.CallOp) -> None:
         name = op.callee.root_reference.data
@@ -485,16 +762,25 @@ class HostFunctionTranslator(FunctionTranslator):
 
     # -- code that touches buffers outside parallel loops ------------------------------------------
     def operation(self, op: Operation):
-        if isinstance(op, (memref.LoadOp, memref.StoreOp)):
+        if isinstance(op, (memref.LoadOp, memref.StoreOp)) and not is_promoted_access(op, self.promoted):
             raise CompileError(f"ptx: {op.name} at the host level of {self.name} (inside an op that "
                                "also allocates or launches); it has no GPU lowering")
         return super().operation(op)
 
     def block(self, block: Block) -> list[ir.Value] | None:
         ops = list(block.ops)
+        for op in ops:
+            if isinstance(op, scf.ParallelOp) and len(op.initVals) == 1:
+                chain = device_only_chain(op, self.promoted)
+                if chain is not None:
+                    self.device_reductions.add(op)
+                    self.deferred.update(chain)
         k = 0
         while k < len(ops):
             op = ops[k]
+            if op in self.deferred:  # computed by the kernels that store it
+                k += 1
+                continue
             if self._starts_segment(op):
                 segment = [op]
                 produced = set(op.results)
@@ -512,19 +798,22 @@ class HostFunctionTranslator(FunctionTranslator):
         return None
 
     def _starts_segment(self, op: Operation) -> bool:
-        return (not isinstance(op, _TERMINATORS) and _touches_memory(op) and not _host_only(op)
+        return (not isinstance(op, _TERMINATORS) and _touches_memory(op, self.promoted) and not _host_only(op)
                 and not any(isinstance(r.type, MemRefType) for r in op.results))
 
     def _joins_segment(self, op: Operation, produced: set) -> bool:
         if self._starts_segment(op):
             return True
-        if isinstance(op, _TERMINATORS) or _host_only(op) or any(isinstance(r.type, MemRefType) for r in op.results):
+        if (isinstance(op, _TERMINATORS) or _host_only(op) or is_promoted_access(op, self.promoted)
+                or op in self.deferred  # only the segments that store them compute them (_with_deferred)
+                or any(isinstance(r.type, MemRefType) for r in op.results)):
             return False
         return any(v in produced for inner in op.walk() for v in inner.operands)
 
     def _segment(self, ops: list[Operation], block: Block) -> None:
         """Device code outside any parallel loop: a reduction kernel when it is a fold into a
         scalar, else one thread; then the scalars the host reads later come back."""
+        ops = self._with_deferred(ops, block)
         members = set(ops)
         defined = set()
         for op in ops:
@@ -535,8 +824,8 @@ class HostFunctionTranslator(FunctionTranslator):
                 for v in inner.operands:
                     if v not in defined and v not in captured:
                         captured.append(v)
-        outputs = [r for op in ops for r in op.results if any(_ancestor_in(use.operation, block) not in members
-                                                               for use in r.uses)]
+        outputs = [r for op in ops if op not in self.deferred for r in op.results
+                   if any(_ancestor_in(use.operation, block) not in members for use in r.uses)]
         if len(outputs) + 1 > SCRATCH_SLOTS:
             raise CompileError(f"ptx: {len(outputs)} scalars leave one device segment of {self.name}; "
                                f"at most {SCRATCH_SLOTS - 1} fit")
@@ -574,6 +863,27 @@ class HostFunctionTranslator(FunctionTranslator):
             slot = b.gep(host, [I32(0), I32(j)], inbounds=True)
             v = b.load(slot, typ=I8 if ty == I1 else ty)
             self.env[r] = b.icmp_unsigned("!=", v, I8(0)) if ty == I1 else v
+
+
+    def _with_deferred(self, ops: list[Operation], block: Block) -> list[Operation]:
+        """`ops` after the deferred ops (see `device_only_chain`) they use, in block order."""
+        needed: set[Operation] = set()
+        todo = [v for op in ops for inner in op.walk() for v in inner.operands]
+        while todo:
+            owner = todo.pop().owner
+            if isinstance(owner, Operation) and owner in self.deferred and owner not in needed:
+                needed.add(owner)
+                todo.extend(owner.operands)
+        return [op for op in block.ops if op in needed] + ops
+
+
+def entry_alloca(t: FunctionTranslator, ty: ir.Type) -> ir.Value:
+    """A stack slot in the entry block. llvmlite builders keep an insertion index, so the main
+    builder, when it is still in the entry block, is moved back to that block's end."""
+    slot = t.entry_builder.alloca(ty)
+    if t.b.block is t.entry_builder.block:
+        t.b.position_at_end(t.b.block)
+    return slot
 
 
 def _defined_within(op: Operation) -> set:

@@ -32,8 +32,9 @@ STAGES = {
     "loops": ["bufferize", "lower-to-loops", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
-# for a GPU: every product is a library call or a tiled kernel, never loops in one thread
-GPU_LOOPS = ["bufferize{small-gemm=0}", "lower-to-loops", "hoist-allocs"]
+# for a GPU: every product is a library call or a tiled kernel, never loops in one thread, and
+# reductions are scf.parallel with scf.reduce (block and warp reductions in backends/ptx.py)
+GPU_LOOPS = ["bufferize{small-gemm=0}", "lower-to-loops", "hoist-allocs", "parallel-reductions"]
 
 
 def make_context() -> Context:

@@ -24,13 +24,14 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from irkit.passes.fuse import FusePass
     from irkit.passes.hoist_allocs import HoistAllocsPass
     from irkit.passes.lower_to_loops import LowerToLoopsPass
+    from irkit.passes.parallel_reductions import ParallelReductionsPass
     from irkit.passes.scan_keep_last import ScanKeepLastPass
     from irkit.passes.sink_branches import SinkBranchesPass
     from irkit.passes.stabilize import StabilizePass
 
     classes = [AutodiffPass, CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
                DeadCodeElimination, DecomposePass, FusePass, BufferizePass, LowerToLoopsPass, SinkBranchesPass,
-               ScanKeepLastPass, HoistAllocsPass]
+               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass]
     return {cls.name: (lambda cls=cls: cls) for cls in classes}
 
 

@@ -86,8 +86,16 @@ CUresult cuMemAlloc_v2(uint64_t *p, size_t n) {
     return OK;
 }
 CUresult cuMemFree_v2(uint64_t p) { logf_("free 0x%llx\n", (unsigned long long)p); free((void *)(uintptr_t)p); return OK; }
-CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) { memcpy((void *)(uintptr_t)dst, src, n); return OK; }
-CUresult cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { memcpy(dst, (void *)(uintptr_t)src, n); return OK; }
+CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) {
+    logf_("htod %zu 0x%llx\n", n, (unsigned long long)dst);
+    memcpy((void *)(uintptr_t)dst, src, n);
+    return OK;
+}
+CUresult cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) {
+    logf_("dtoh %zu 0x%llx\n", n, (unsigned long long)src);
+    memcpy(dst, (void *)(uintptr_t)src, n);
+    return OK;
+}
 CUresult cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
     memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n);
     return OK;
