@@ -183,8 +183,23 @@ class Translator:
         for op in module.ops:
             if isinstance(op, func.FuncOp) and op.body.blocks:
                 FunctionTranslator(self, op).run()
+                self._bound_compile_time(self.llmod.globals[op.sym_name.data])
         self._keep_vector_decls()
         return self.out
+
+    #: instructions above which a function's host code is left unoptimised (see below)
+    HUGE_FUNCTION = 8000
+
+    def _bound_compile_time(self, fn: ir.Function) -> None:
+        """A graph of thousands of ops makes hundreds of kernels, and the function that runs
+        them one after the other (allocations, checks, launches) grows to tens of thousands
+        of instructions, where LLVM's optimiser and code generator take minutes (2,000 ops:
+        91 s). Its kernels are outlined and still optimised; the sequence itself is left as
+        written (10 s), at the cost of the serial loops it holds."""
+        size = sum(len(block.instructions) for block in fn.blocks)
+        if size > self.HUGE_FUNCTION:
+            fn.attributes.add("noinline")
+            fn.attributes.add("optnone")
 
     def global_(self, op: memref.GlobalOp) -> None:
         init = global_bytes(op)
@@ -512,13 +527,33 @@ class FunctionTranslator:
             n = b.mul(n, d)
         return n
 
+    #: byte counts from here up cannot be allocated: asked for, they fail as out of memory
+    IMPOSSIBLE_BYTES = 1 << 62
+
+    def _alloc_bytes(self, desc: Desc):
+        """The buffer's size in bytes, IMPOSSIBLE_BYTES when the product of its sizes
+        overflows (zeros((k, k)) with k = 2**40 must be a MemoryError, not a small buffer)."""
+        b = self.b
+        mul = self.tr.llmod.globals.get("llvm.umul.with.overflow.i64") or ir.Function(
+            self.tr.llmod, ir.FunctionType(ir.LiteralStructType([I64, I1]), [I64, I64]),
+            "llvm.umul.with.overflow.i64")
+        n, overflow = I64(_size(desc.elt)), I1(0)
+        for d in desc.dims:
+            if isinstance(d, ir.Constant):
+                n = b.mul(n, d)
+                continue
+            r = b.call(mul, [n, d])
+            n, overflow = b.extract_value(r, 0), b.or_(overflow, b.extract_value(r, 1))
+        too_big = b.or_(overflow, b.icmp_unsigned(">=", n, I64(self.IMPOSSIBLE_BYTES)))
+        return b.select(too_big, I64(self.IMPOSSIBLE_BYTES), n)
+
     def _alloc(self, op: memref.AllocOp) -> None:
         b = self.b
         mt = op.memref.type
         dyn = iter(op.dynamic_sizes)
         dims = [I64(s) if s >= 0 else self.v(next(dyn)) for s in mt.get_shape()]
         desc = Desc(None, dims, mt.element_type)
-        nbytes = self._bytes(desc)
+        nbytes = self._alloc_bytes(desc)
         alloc = self.tr.declare(self.tr.alloc_fn, PTR, [I64])
         ptr = b.call(alloc, [nbytes])
         ok = b.icmp_unsigned("!=", ptr, ir.Constant(PTR, None))
@@ -651,6 +686,9 @@ class FunctionTranslator:
         name = f"{self.fn.name}.par{self.outlined}"
         fn = ir.Function(self.tr.llmod, ir.FunctionType(I32, [PTR, I64, I64]), name)
         fn.linkage = "internal"
+        # one copy of the loop for both the threaded and the serial call: inlined into the
+        # caller, LLVM would optimise and generate every kernel twice (half the compile time)
+        fn.attributes.add("noinline")
         sub = FunctionTranslator.__new__(FunctionTranslator)
         sub._setup(self.tr, fn)
         sub.outlined = self.outlined * 100

@@ -293,6 +293,28 @@ class KernelEmitter:
                 return False
         return True
 
+    def _in_order(self, ivs: list, dims: list, roots: list[SSAValue]) -> None:
+        """Make the elementwise values the roots need at exactly `ivs`, in program order:
+        `at` then finds each such operand already made, so its recursion stays one op deep
+        however long the chain (a graph of thousands of ops would otherwise exhaust
+        Python's stack). Values needed elsewhere (under a reduction) are left to `at`."""
+        def read_at_ivs(r: SSAValue) -> bool:
+            if self.linear:
+                return True
+            return len(r.type.get_shape()) == len(ivs) and _same_dims(self._dims.get(r, []), dims)
+        needed: set[SSAValue] = set()
+        stack = list(roots)
+        while stack:
+            r = stack.pop()
+            if r in needed or not isinstance(r.owner, I.ElementwiseOp) or not read_at_ivs(r):
+                continue
+            needed.add(r)
+            stack.extend(r.owner.operands)
+        for op in self.kernel.body.block.ops:
+            for r in op.results:
+                if r in needed:
+                    self.at(r, ivs if r.type.get_shape() else [])
+
     def _flatten(self, m: SSAValue) -> SSAValue:
         from irkit.loops import flatten
         return flatten(_AtDepth(self, 0), m)
@@ -322,7 +344,8 @@ class KernelEmitter:
             if column is not None and members[0][0] is yielded[0]:
                 self._accumulate(column)
 
-            def body(ivs, _accs, members=members):
+            def body(ivs, _accs, dims=dims, members=members):
+                self._in_order(ivs, dims, [v for v, _ in members])
                 for v, out in members:
                     x = self.at(v, ivs)
                     self.emit(memref.StoreOp.get(x, out, ivs))
@@ -419,10 +442,19 @@ class LowerToLoopsPass(ModulePass):
     name = "lower-to-loops"
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:
+        import sys
         kernels = [k for k in op.walk() if isinstance(k, KernelOp)]
-        for k in kernels:
-            if not k.outputs:
-                raise CompileError("lower-to-loops needs buffer-form kernels: run bufferize first")
-            KernelEmitter(k, op).run()
+        limit = sys.getrecursionlimit()
+        try:
+            for k in kernels:
+                if not k.outputs:
+                    raise CompileError("lower-to-loops needs buffer-form kernels: run bufferize first")
+                # `at` recurses once per op of a chain that _in_order could not make first
+                # (values of other symbolic sizes); Python-to-Python calls use no C stack
+                ops = sum(1 for _ in k.body.walk())
+                sys.setrecursionlimit(max(limit, 200 + 8 * ops))
+                KernelEmitter(k, op).run()
+        finally:
+            sys.setrecursionlimit(limit)
 
 
