@@ -11,12 +11,9 @@ PyTensor's scan, on the same data.
 
 from __future__ import annotations
 
-import sys
-from typing import Callable
-
 import numpy as np
 
-import irkit as ik
+from harness import Case, Workload
 
 
 def _sigmoid(z):
@@ -64,129 +61,108 @@ def _numpy_bptt(x, W, U, h0):
 
 
 def _irkit_rnn(grad: bool):
-    x = ik.tensor3("x", dtype="float32")
-    W, U, h0 = ik.matrix("W", dtype="float32"), ik.matrix("U", dtype="float32"), ik.matrix("h0", dtype="float32")
-    xw = ik.reshape(ik.dot(ik.reshape(x, (-1, x.shape[2])), W), (x.shape[0], x.shape[1], W.shape[1]))
-    hs, _ = ik.scan(lambda a, h, U: ik.tanh(a + ik.dot(h, U)), sequences=xw, outputs_info=h0, non_sequences=U)
-    if not grad:
-        return ik.function([x, W, U, h0], hs)
-    return ik.function([x, W, U, h0], ik.grad(ik.sum(hs), [W, U, h0]))
+    def build(data):
+        import irkit as ik
+        x = ik.tensor3("x", dtype="float32")
+        W, U, h0 = (ik.matrix(n, dtype="float32") for n in ("W", "U", "h0"))
+        xw = ik.reshape(ik.dot(ik.reshape(x, (-1, x.shape[2])), W), (x.shape[0], x.shape[1], W.shape[1]))
+        hs, _ = ik.scan(lambda a, h, U: ik.tanh(a + ik.dot(h, U)), sequences=xw, outputs_info=h0,
+                        non_sequences=U)
+        f = ik.function([x, W, U, h0], ik.grad(ik.sum(hs), [W, U, h0]) if grad else hs)
+        return lambda: f(*data)
+    return build
 
 
 def _jax_rnn(grad: bool):
-    import jax
-    import jax.numpy as jnp
+    def build(data):
+        import jax
+        import jax.numpy as jnp
 
-    def forward(x, W, U, h0):
-        def step(h, a):
-            h = jnp.tanh(a + h @ U)
-            return h, h
-        _, hs = jax.lax.scan(step, h0, x @ W)
-        return hs
-    if not grad:
-        return jax.jit(forward)
-    return jax.jit(jax.grad(lambda x, W, U, h0: forward(x, W, U, h0).sum(), argnums=(1, 2, 3)))
+        def forward(x, W, U, h0):
+            def step(h, a):
+                h = jnp.tanh(a + h @ U)
+                return h, h
+            _, hs = jax.lax.scan(step, h0, x @ W)
+            return hs
+        f = jax.jit(jax.grad(lambda *a: forward(*a).sum(), argnums=(1, 2, 3)) if grad else forward)
+        args = [jax.device_put(a) for a in data]
+        return lambda: jax.block_until_ready(f(*args))
+    return build
 
 
 def _pytensor_rnn(grad: bool):
-    import pytensor
-    import pytensor.tensor as pt
-    x, W, U, h0 = pt.tensor3("x", dtype="float32"), pt.matrix("W", dtype="float32"), \
-        pt.matrix("U", dtype="float32"), pt.matrix("h0", dtype="float32")
-    hs, _ = pytensor.scan(lambda a, h, U: pt.tanh(a + pt.dot(h, U)), sequences=pt.dot(x, W), outputs_info=h0,
-                          non_sequences=U, mode=_pytensor_mode())
-    out = hs if not grad else pytensor.grad(hs.sum(), [W, U, h0])
-    return pytensor.function([x, W, U, h0], out, mode=_pytensor_mode())
+    def build(data):
+        import pytensor
+        import pytensor.tensor as pt
+        x = pt.tensor3("x", dtype="float32")
+        W, U, h0 = (pt.matrix(n, dtype="float32") for n in ("W", "U", "h0"))
+        hs, _ = pytensor.scan(lambda a, h, U: pt.tanh(a + pt.dot(h, U)), sequences=pt.dot(x, W),
+                              outputs_info=h0, non_sequences=U)
+        f = pytensor.function([x, W, U, h0], pytensor.grad(hs.sum(), [W, U, h0]) if grad else hs)
+        return lambda: f(*data)
+    return build
 
 
-def _pytensor_mode():
-    """PyTensor's C backend: its numba backend needs another llvmlite than irkit's, and both
-    run in this one process."""
-    import pytensor
-    from pytensor.compile.mode import Mode
-    pytensor.config.linker = "cvm"        # also for the scans that pytensor.grad makes
-    pytensor.config.mode = "FAST_RUN"
-    return Mode(linker="cvm", optimizer="fast_run")
-
-
-def peer(name: str, make: Callable[[], Callable], out: dict) -> None:
-    """Add a peer system when it is installed and builds; say why when it does not."""
-    try:
-        out[name] = make()
-    except ImportError:
-        return
-    except Exception as e:  # an installed peer that fails is reported, not fatal
-        print(f"  ({name} left out: {type(e).__name__}: {str(e).splitlines()[0][:120]})", file=sys.stderr)
-
-
-def _peers(make_jax: Callable, make_pytensor: Callable, args: tuple, out: dict) -> None:
-    def jax_run():
-        f = make_jax()
-        run = (lambda: [np.asarray(v) for v in (lambda r: r if isinstance(r, tuple) else (r,))(f(*args))])
-        run()
-        return run
-
-    def pytensor_run():
-        g = make_pytensor()
-        g(*args)
-        return lambda: g(*args)
-    peer("jax", jax_run, out)
-    peer("pytensor", pytensor_run, out)
-
-
-def rnn(T: int, B: int, I: int, H: int, grad: bool):  # noqa: E741
-    def make(quick: bool) -> dict:
-        t = min(T, 100) if quick else T
-        x, W, U, h0 = _rnn_data(t, B, I, H)
-        steps = {"items": t}
-        f = _irkit_rnn(grad)
-        args = (x, W, U, h0)
-        if grad:
-            want = _numpy_bptt(*args)
-            out = {"irkit": lambda: f(*args), "numpy": lambda: _numpy_bptt(*args),
-                   "check": (lambda: np.concatenate([g.ravel() for g in f(*args)]),
-                             np.concatenate([g.ravel() for g in want]), 2e-3)}
-        else:
-            out = {"irkit": lambda: f(*args), "numpy": lambda: _numpy_forward(*args),
-                   "check": (lambda: f(*args), _numpy_forward(*args), 1e-4)}
-        _peers(lambda: _jax_rnn(grad), lambda: _pytensor_rnn(grad), args, out)
-        out.update(steps)
-        return out
-    return make
+def rnn(T: int, B: int, I: int, H: int, grad: bool) -> Workload:  # noqa: E741
+    name = f"rnn_{'bptt' if grad else 'fwd'}_T{T}" + (f"_B{B}" if B > 1 else "") + f"_H{H}"
+    what = "its BPTT: d sum(h) / d (W, U, h0)" if grad else "tanh RNN forward, h_t = tanh(x_t W + h_{t-1} U)"
+    numpy_fn = _numpy_bptt if grad else _numpy_forward
+    return Workload(
+        name, f"{what}; T={T}, B={B}, I={I}, H={H}, float32 (T=100 with --quick).",
+        setup=lambda quick: _rnn_data(min(T, 100) if quick else T, B, I, H),
+        reference=lambda data: numpy_fn(*data), tol=2e-3 if grad else 1e-4,
+        rate=("steps", lambda data: len(data[0])), group="Recurrent networks",
+        systems={"irkit": _irkit_rnn(grad), "numpy": lambda data: (lambda: numpy_fn(*data)),
+                 "jax": _jax_rnn(grad), "pytensor": _pytensor_rnn(grad)})
 
 
 # ---------------------------------------------------------------------------
 # the cost of a step: a scalar recurrence over a million steps
 # ---------------------------------------------------------------------------
 
-def scan_overhead(quick: bool) -> dict:
-    """acc_t = 0.5 acc_{t-1} + x_t, float64: the loop itself is all there is to time."""
-    n = 100_000 if quick else 1_000_000
-    x = np.random.default_rng(11).standard_normal(n)
+def _recurrence(x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    a = 0.0
+    for t, v in enumerate(x.tolist()):
+        a = a * 0.5 + v
+        out[t] = a
+    return out
+
+
+def _irkit_recurrence(x):
+    import irkit as ik
     xs = ik.vector("x", dtype="float64")
     acc, _ = ik.scan(lambda v, a: a * 0.5 + v, sequences=xs, outputs_info=ik.constant(0.0, "float64"))
     f = ik.function([xs], acc)
+    return lambda: f(x)
 
-    def numpy_loop():
-        out = np.empty_like(x)
-        a = 0.0
-        for t, v in enumerate(x.tolist()):
-            a = a * 0.5 + v
-            out[t] = a
-        return out
-    want = numpy_loop()
-    out = {"irkit": lambda: f(x), "numpy (Python loop)": numpy_loop, "check": (lambda: f(x), want, 1e-12),
-           "items": n}
 
-    def jax_run():
-        import jax
-        import jax.numpy as jnp
-        jax.config.update("jax_enable_x64", True)
-        g = jax.jit(lambda v: jax.lax.scan(lambda a, e: (a * 0.5 + e, a * 0.5 + e), jnp.float64(0.0), v)[1])
-        g(x).block_until_ready()
-        return lambda: g(x).block_until_ready()
-    peer("jax", jax_run, out)
-    return out
+def _jax_recurrence(x):
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    g = jax.jit(lambda v: jax.lax.scan(lambda a, e: (a * 0.5 + e, a * 0.5 + e), jnp.float64(0.0), v)[1])
+    xd = jax.device_put(x)
+    return lambda: g(xd).block_until_ready()
+
+
+def _pytensor_recurrence(x):
+    import pytensor
+    import pytensor.tensor as pt
+    xs = pt.dvector("x")
+    acc, _ = pytensor.scan(lambda v, a: a * 0.5 + v, sequences=xs, outputs_info=pt.constant(0.0, dtype="float64"))
+    f = pytensor.function([xs], acc)
+    return lambda: f(x)
+
+
+def scan_overhead() -> Workload:
+    """acc_t = 0.5 acc_{t-1} + x_t, float64: the loop itself is all there is to time."""
+    return Workload(
+        "scan_overhead", "the cost of a scan step: acc = 0.5 * acc + x_t over 1M steps, float64 (100k with "
+        "--quick).", setup=lambda quick: np.random.default_rng(11).standard_normal(100_000 if quick else 1_000_000),
+        reference=_recurrence, tol=1e-12, rate=("steps", len), threads_matter=False, repeat=5,
+        systems={"irkit": _irkit_recurrence, "numpy (Python loop)": lambda x: (lambda: _recurrence(x)),
+                 "jax": _jax_recurrence, "pytensor": _pytensor_recurrence})
 
 
 # ---------------------------------------------------------------------------
@@ -248,24 +224,42 @@ class NumpyLM:
         return loss
 
 
-def _irkit_lm(params):
+def _irkit_lm(data):
+    import irkit as ik
+    params, words, targets = data
     shared = [ik.shared(p.copy(), name=n) for p, n in zip(params, ["W_in", "W_rec", "b_h", "W_out", "b_o"])]
     W_in, W_rec, b_h, W_out, b_o = shared
-    words, targets = ik.lvector("words"), ik.lvector("targets")
+    w, t = ik.lvector("words"), ik.lvector("targets")
     h0 = ik.zeros((W_rec.shape[0],), "float32")
-    hs, _ = ik.scan(lambda e, h, U: ik.sigmoid(e + ik.dot(h, U)), sequences=W_in[words] + b_h, outputs_info=h0,
+    hs, _ = ik.scan(lambda e, h, U: ik.sigmoid(e + ik.dot(h, U)), sequences=W_in[w] + b_h, outputs_info=h0,
                     non_sequences=W_rec)
     logp = ik.log_softmax(ik.dot(hs, W_out) + b_o)
-    loss = -ik.sum(logp[ik.arange(words.shape[0]), targets])
+    loss = -ik.sum(logp[ik.arange(w.shape[0]), t])
     grads = ik.grad(loss, shared)
-    train = ik.function([words, targets], loss, updates=[(p, p - LR * g) for p, g in zip(shared, grads)])
-    check = ik.function([words, targets], [loss, *grads])
-    return train, check
+    train = ik.function([w, t], loss, updates=[(p, p - LR * g) for p, g in zip(shared, grads)])
+    state = {}
+
+    def run():
+        state["loss"] = train(words, targets)
+        return state["loss"]
+    return Case(run, result=lambda: [state["loss"], *(p.get_value() for p in shared)])
 
 
-def _jax_lm(params):
+def _numpy_lm(data):
+    params, words, targets = data
+    model = NumpyLM(params)
+    state = {}
+
+    def run():
+        state["loss"] = model.step(words, targets)
+        return state["loss"]
+    return Case(run, result=lambda: [state["loss"], *model.p])
+
+
+def _jax_lm(data):
     import jax
     import jax.numpy as jnp
+    params, words, targets = data
 
     def loss_fn(p, words, targets):
         W_in, W_rec, b_h, W_out, b_o = p
@@ -283,47 +277,56 @@ def _jax_lm(params):
         return loss, [w - LR * d for w, d in zip(p, g)]
     state = {"p": [jnp.asarray(p) for p in params]}
 
-    def run(words, targets):
-        loss, state["p"] = step(state["p"], words, targets)
-        return float(loss)
-    return run
+    def run():
+        state["loss"], state["p"] = step(state["p"], words, targets)
+        return jax.block_until_ready(state["loss"])
+    return Case(run, result=lambda: [state["loss"], *state["p"]])
 
 
-def _pytensor_lm(params):
+def _pytensor_lm(data):
     import pytensor
     import pytensor.tensor as pt
-    mode = _pytensor_mode()
+    params, words, targets = data
     shared = [pytensor.shared(p.copy()) for p in params]
     W_in, W_rec, b_h, W_out, b_o = shared
-    words, targets = pt.lvector("words"), pt.lvector("targets")
-    hs, _ = pytensor.scan(lambda e, h, U: pt.sigmoid(e + pt.dot(h, U)), sequences=W_in[words] + b_h,
-                          outputs_info=pt.zeros((W_rec.shape[0],), dtype="float32"), non_sequences=W_rec,
-                          mode=mode)
+    w, t = pt.lvector("words"), pt.lvector("targets")
+    hs, _ = pytensor.scan(lambda e, h, U: pt.sigmoid(e + pt.dot(h, U)), sequences=W_in[w] + b_h,
+                          outputs_info=pt.zeros((W_rec.shape[0],), dtype="float32"), non_sequences=W_rec)
     logp = pt.special.log_softmax(pt.dot(hs, W_out) + b_o, axis=-1)
-    loss = -logp[pt.arange(words.shape[0]), targets].sum()
+    loss = -logp[pt.arange(w.shape[0]), t].sum()
     grads = pytensor.grad(loss, shared)
-    return pytensor.function([words, targets], loss, mode=mode,
-                             updates=[(p, p - np.float32(LR) * g) for p, g in zip(shared, grads)])
+    train = pytensor.function([w, t], loss, updates=[(p, p - np.float32(LR) * g) for p, g in zip(shared, grads)])
+    state = {}
+
+    def run():
+        state["loss"] = train(words, targets)
+        return state["loss"]
+    return Case(run, result=lambda: [state["loss"], *(p.get_value() for p in shared)])
 
 
-def rnn2012(H: int, V: int):
-    def make(quick: bool) -> dict:
-        params = _lm_params(H, V)
-        rng = np.random.default_rng(5)
-        words = rng.integers(0, V, STEPS)
-        targets = np.roll(words, -1)
-        train, check = _irkit_lm(params)
-        ref = NumpyLM(params)
-        loss, grads = ref.grads(words, targets)
-        want = np.concatenate([[loss]] + [g.ravel() for g in grads])
-        out = {"irkit": lambda: train(words, targets), "numpy": lambda: ref.step(words, targets),
-               "check": (lambda: np.concatenate([np.ravel(v) for v in check(words, targets)]), want,
-                         2e-3 * max(1.0, float(np.abs(want).max())))}
-        for name, maker in (("jax", _jax_lm), ("pytensor", _pytensor_lm)):
-            def build(maker=maker):
-                fn = maker(params)
-                fn(words, targets)
-                return lambda: fn(words, targets)
-            peer(name, build, out)
-        return out
-    return make
+def _lm_reference(data):
+    """One step from the initial parameters: the loss and the updated parameters."""
+    params, words, targets = data
+    model = NumpyLM(params)
+    loss = model.step(words, targets)
+    return [loss, *model.p]
+
+
+def rnn2012(H: int, V: int) -> Workload:
+    def setup(quick: bool):
+        words = np.random.default_rng(5).integers(0, V, STEPS)
+        return _lm_params(H, V), words, np.roll(words, -1)
+    return Workload(
+        f"rnn2012_H{H}_V{V}", f"Theano 2012 RNN: Elman (sigmoid), hidden {H}, vocabulary {V}, 100-word "
+        "sequences, batch 1, full BPTT + SGD (lr 0.01); one call is one sequence.",
+        setup=setup, reference=_lm_reference, tol=1e-3, rate=("words", lambda data: STEPS),
+        heavy=H >= 500, group="Theano 2012 RNN",
+        systems={"irkit": _irkit_lm, "numpy": _numpy_lm, "jax": _jax_lm, "pytensor": _pytensor_lm})
+
+
+WORKLOADS = [
+    scan_overhead(),
+    rnn(1000, 1, 10, 10, grad=False), rnn(1000, 1, 10, 10, grad=True),
+    rnn(200, 16, 100, 100, grad=False), rnn(200, 16, 100, 100, grad=True),
+    *[rnn2012(h, v) for h, v in ((50, 10), (100, 54), (500, 3000), (1500, 3000))],
+]
