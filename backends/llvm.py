@@ -935,8 +935,23 @@ class FunctionTranslator:
         pc = b.gep(C.ptr, [offc], inbounds=True, source_etype=ft)
         gemm = self.tr.declare(sym, ir.VoidType(), [PTR] * 13)
         nonempty = b.and_(b.icmp_signed(">", m, I64(0)), b.icmp_signed(">", n, I64(0)))
+        # One row of C (a batch of one): BLAS's gemm packs its operands for blocks that a
+        # single row never fills (x @ W, 1x784 @ 784x500: 400 us against gemv's 40 us), so
+        # the row is a gemv on B's column-major view: C^T = op(B)^T op(A)^T.
+        one_row = b.and_(b.icmp_signed("==", m, I64(1)), b.icmp_signed(">", k, I64(0)))
         with b.if_then(nonempty):
-            b.call(gemm, [ch_b, ch_a, in_, im, ik, pal, pb, ildb, pa, ilda, pbe, pc, ildc])
+            with b.if_else(one_row) as (row, full):
+                with row:
+                    gemv_sym = GEMV["irkit_gemv_f32" if ft == F32 else "irkit_gemv_f64"][0]
+                    gemv = self.tr.declare(gemv_sym, ir.VoidType(), [PTR] * 11)
+                    vm, vn, incx, incy = (slot(I32) for _ in range(4))
+                    b.store(b.trunc(b.select(tb, k, n), I32), vm)  # op(B)^T as BLAS sees B
+                    b.store(b.trunc(b.select(tb, n, k), I32), vn)
+                    b.store(b.select(ta, b.load(ilda, typ=I32), I32(1)), incx)  # the row of op(A)
+                    b.store(I32(1), incy)
+                    b.call(gemv, [ch_b, vm, vn, pal, pb, ildb, pa, incx, pbe, pc, incy])
+                with full:
+                    b.call(gemm, [ch_b, ch_a, in_, im, ik, pal, pb, ildb, pa, ilda, pbe, pc, ildc])
 
 
 def _fastmath(op) -> tuple:
