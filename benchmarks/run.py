@@ -135,6 +135,8 @@ def main() -> None:
                     help="where to write the markdown table ('-' for stdout only)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
     ap.add_argument("--setup", metavar="FAMILY", help="install a family in its own venv under benchmarks/.venvs")
+    ap.add_argument("--render", action="store_true",
+                    help="rewrite the markdown from the JSON next to --output (after editing PROFILES.md)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one family here
     ap.add_argument("--rows", help=argparse.SUPPRESS)    # internal: where a worker writes its rows
     args = ap.parse_args()
@@ -148,6 +150,13 @@ def main() -> None:
         return
     if args.setup:
         setup_family(args.setup)
+        return
+    if args.render:
+        with open(os.path.splitext(args.output)[0] + ".json") as f:
+            report = json.load(f)
+        extra = open(PROFILES).read() if os.path.exists(PROFILES) else ""
+        with open(args.output, "w") as f:
+            f.write(harness.markdown(report, WORKLOADS, goals(report["rows"], report["threads"]), extra))
         return
     workloads = chosen_workloads(args)
     if args.worker:
