@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, cf, func, memref, scf
-from xdsl.dialects.builtin import IndexType, IntegerType, MemRefType
+from xdsl.dialects.builtin import IndexType, IntegerType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.rewriter import Rewriter
 
 # associative and commutative combinations; float add/mul only with `reassoc`, which is the
 # loops level's promise that the order of a sum may change
@@ -201,10 +201,8 @@ def parallelize_rows(par: scf.ParallelOp) -> bool:
         if isinstance(op, memref.StoreOp):
             if op.memref in read:
                 return False
-        elif isinstance(op, (memref.LoadOp, cf.AssertOp, scf.ReduceOp)):
-            pass
-        elif _touches_memory(op):
-            return False
+        elif not isinstance(op, (memref.LoadOp, cf.AssertOp, scf.ReduceOp)) and _touches_memory(op):
+            return False  # loads and checks are safe to share; other memory effects are not
     if not nests:  # nothing to share: one thread a row stays the better mapping
         return False
     for nest in nests:

@@ -5,7 +5,6 @@ against the fake libcuda, and against numpy where a CUDA device is present."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import irkit as ik
 from irkit.backends import ptx
 
-from test_ptx import PTXAS, _has_device, _run_with, assemble, fake_libcuda, need_ptxas  # noqa: F401 (fixture)
+from test_ptx import PTXAS, _run_with, assemble, fake_libcuda, need_device, need_ptxas  # noqa: F401 (fixture)
 
 
 def kernel(text: str, name: str) -> str:
@@ -120,7 +119,7 @@ def test_full_reduction_launch_and_readback(fake_libcuda, tmp_path):
     assert not any(re.fullmatch(r"main_s\d+", ln[1]) and "x" in ln for ln in launches)
 
 
-@pytest.mark.skipif(os.environ.get("IRKIT_LIBCUDA") is not None or not _has_device(), reason="no CUDA device")
+@need_device
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (1000, 37), (7, 100_003), (4097, 1)])
 def test_reductions_on_the_gpu_match_numpy(dtype, shape):
@@ -137,7 +136,7 @@ def test_reductions_on_the_gpu_match_numpy(dtype, shape):
         np.testing.assert_allclose(g, w, rtol=tol, atol=1e-6)
 
 
-@pytest.mark.skipif(os.environ.get("IRKIT_LIBCUDA") is not None or not _has_device(), reason="no CUDA device")
+@need_device
 def test_max_propagates_nan_on_the_gpu():
     v = np.ones((300, 300), np.float32)
     v[123, 45] = np.nan
