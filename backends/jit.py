@@ -18,6 +18,8 @@ import threading
 
 import llvmlite.binding as llvm
 
+from irkit.config import config
+
 _lock = threading.Lock()
 
 
@@ -80,14 +82,28 @@ def _register_blas() -> None:
     """scipy's BLAS (Fortran ABI) as irkit_sgemm etc. From the OpenBLAS that scipy's wheel
     bundles when it is there (35 ms), else through scipy.linalg.cython_blas, the same
     functions behind Cython wrappers (importing scipy.linalg costs about 200 ms)."""
+    global _blas_threads_setter
     bundled = _scipy_bundled_blas()
     if bundled is not None:
         for fn in BLAS_FUNCTIONS:
             llvm.add_symbol("irkit_" + fn, ctypes.cast(getattr(bundled, f"scipy_{fn}_"), ctypes.c_void_p).value)
+        _blas_threads_setter = getattr(bundled, "scipy_openblas_set_num_threads", None)
+        set_blas_threads(config.num_threads)
         return
     import scipy.linalg.cython_blas as blas
     for fn in BLAS_FUNCTIONS:
         llvm.add_symbol("irkit_" + fn, _capsule_pointer(blas.__pyx_capi__[fn]))
+
+
+_blas_threads_setter = None
+
+
+def set_blas_threads(n: int) -> None:
+    """Let the BLAS irkit calls use `n` threads, as irkit's own kernels do (config.num_threads
+    sets both; OpenBLAS otherwise takes every core, or OPENBLAS_NUM_THREADS). It is scipy's
+    OpenBLAS, not numpy's: numpy's own products are not affected."""
+    if _blas_threads_setter is not None:
+        _blas_threads_setter(ctypes.c_int(n))
 
 
 def _scipy_bundled_blas() -> ctypes.CDLL | None:

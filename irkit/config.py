@@ -7,6 +7,7 @@ pass: a compiled function does not change when config changes afterwards.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 _FLOATS = ("float32", "float64")
@@ -61,6 +62,9 @@ class Config:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"config.num_threads must be a positive int, not {value!r}")
         self._num_threads = value
+        jit = sys.modules.get("irkit.backends.jit")  # BLAS follows, once irkit has loaded it
+        if jit is not None:
+            jit.set_blas_threads(value)
 
     @property
     def debug(self) -> bool:

@@ -482,3 +482,24 @@ def test_vector_matrix_products_above_the_inline_size_use_gemv(dtype, rng):
     tol = dict(rtol=1e-4, atol=1e-3) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     for g, want in zip(got, [vv @ Mv, vv @ Mv, Mv @ wv, Mv @ wv]):
         np.testing.assert_allclose(g, want, **tol)
+
+
+def test_blas_threads_follow_config_num_threads(rng):
+    """config.num_threads sets the threads of the BLAS irkit calls, as of its own kernels
+    (scipy's bundled OpenBLAS; numpy's BLAS is left alone), and products stay right."""
+    from irkit.backends import jit
+    A = ik.matrix("A")
+    f = ik.function([A], A @ A)  # loads irkit's BLAS
+    lib = jit._scipy_bundled_blas()
+    if lib is None or not hasattr(lib, "scipy_openblas_get_num_threads"):
+        pytest.skip("scipy's wheel bundles no OpenBLAS here (BLAS through scipy.linalg.cython_blas)")
+    before = ik.config.num_threads
+    a = rng.standard_normal((200, 200))
+    try:
+        for n in (1, 2):
+            ik.config.num_threads = n
+            assert lib.scipy_openblas_get_num_threads() == n
+            np.testing.assert_allclose(f(a), a @ a, rtol=1e-12, atol=1e-12)
+    finally:
+        ik.config.num_threads = before
+    assert lib.scipy_openblas_get_num_threads() == before
