@@ -30,6 +30,14 @@ Two places are rewritten:
   on: every other op that touches memory is a load, a check, or a store to a buffer the body
   never reads (redundant stores of one value are harmless).
 
+- **column reductions** and other host-level loops over independent elements: a host-level
+  `scf.for` whose iterations touch disjoint elements (as above) becomes an `scf.parallel`
+  (an init loop `acc[j] = 0`), and a host-level `scf.for %i` whose body is such a loop
+  `scf.for %j` (with only pure index math beside it) is interchanged into
+  `scf.parallel %j { scf.for %i }`: `acc[j] += x[i, j]` becomes a thread per column that
+  walks the rows in their order, its loads coalesced across a warp (the loops level
+  writes a column sum row by row, which one GPU thread would run alone).
+
 Accumulation semantics are unchanged: the accumulator's type (float64 for float32 sums) and
 the init value are the loops level's; only the order of the combination changes, which
 `reassoc` (floats) or exactness (integers, max/min) allows.
@@ -178,6 +186,57 @@ def _independent_iterations(loop: scf.ForOp) -> bool:
     return bool(stored)
 
 
+def _to_parallel_loop(loop: scf.ForOp) -> scf.ParallelOp:
+    """An `scf.for` without accumulators as the 1-d `scf.parallel` of the same body."""
+    body = loop.body.block
+    new_block = Block(arg_types=[IndexType()])
+    body.args[0].replace_all_uses_with(new_block.args[0])
+    for op in list(body.ops)[:-1]:  # all but the scf.yield
+        op.detach()
+        new_block.add_op(op)
+    new_block.add_op(scf.ReduceOp())
+    par = scf.ParallelOp([loop.lb], [loop.ub], [loop.step], Region(new_block))
+    Rewriter.replace_op(loop, par)
+    return par
+
+
+def _interchangeable(outer: scf.ForOp) -> scf.ForOp | None:
+    """The inner loop of `for %i { pure index math; for %j {...} }` when `%j`'s iterations
+    touch disjoint elements and its bounds are known before `%i`: then every dependence of
+    the nest is between iterations of one `%j`, whose order over `%i` interchanging keeps."""
+    if outer.iter_args:
+        return None
+    ops = list(outer.body.block.ops)
+    if len(ops) < 2 or not isinstance(ops[-2], scf.ForOp):
+        return None
+    inner = ops[-2]
+    if any(op.regions or _touches_memory(op) for op in ops[:-2]):
+        return None
+    if any(_defined_in(v, outer) for v in (inner.lb, inner.ub, inner.step)):
+        return None
+    return inner if _independent_iterations(inner) else None
+
+
+def interchange_to_parallel(outer: scf.ForOp, inner: scf.ForOp) -> scf.ParallelOp:
+    """`for %i { m; for %j { b } }` -> `parallel %j { for %i { m; b } }`."""
+    serial = Block(arg_types=[IndexType()])
+    outer.body.block.args[0].replace_all_uses_with(serial.args[0])
+    par_block = Block(arg_types=[IndexType()])
+    inner.body.block.args[0].replace_all_uses_with(par_block.args[0])
+    for op in list(outer.body.block.ops)[:-2]:  # the index math
+        op.detach()
+        serial.add_op(op)
+    for op in list(inner.body.block.ops)[:-1]:  # the inner body, less its scf.yield
+        op.detach()
+        serial.add_op(op)
+    serial.add_op(scf.YieldOp())
+    par_block.add_op(scf.ForOp(outer.lb, outer.ub, outer.step, [], Region(serial)))
+    par_block.add_op(scf.ReduceOp())
+    par = scf.ParallelOp([inner.lb], [inner.ub], [inner.step], Region(par_block))
+    Rewriter.replace_op(outer, par)
+    return par
+
+
 def _touches_memory(op: Operation) -> bool:
     return any(isinstance(o, (memref.LoadOp, memref.StoreOp, *_EFFECTS)) for o in op.walk())
 
@@ -208,14 +267,7 @@ def parallelize_rows(par: scf.ParallelOp) -> bool:
     for nest in nests:
         to_parallel(nest)
     for loop in spread:
-        body = loop.body.block
-        new_block = Block(arg_types=[IndexType()])
-        body.args[0].replace_all_uses_with(new_block.args[0])
-        for op in list(body.ops)[:-1]:  # all but the scf.yield
-            op.detach()
-            new_block.add_op(op)
-        new_block.add_op(scf.ReduceOp())
-        Rewriter.replace_op(loop, scf.ParallelOp([loop.lb], [loop.ub], [loop.step], Region(new_block)))
+        _to_parallel_loop(loop)
     return True
 
 
@@ -236,7 +288,8 @@ def _runs_on_host(op: Operation) -> bool:
 
 @dataclass(frozen=True)
 class ParallelReductionsPass(ModulePass):
-    """Reduction loop nests to scf.parallel with scf.reduce (full and row reductions), for GPUs."""
+    """Reduction loop nests to scf.parallel with scf.reduce (full, row and column reductions),
+    and host loops over independent elements to scf.parallel, for GPUs."""
 
     name = "parallel-reductions"
 
@@ -253,3 +306,13 @@ class ParallelReductionsPass(ModulePass):
             if nest is not None:
                 rewritten.update(nest.loops)
                 to_parallel(nest)
+                continue
+            # independent elements: an init loop, or a column reduction to interchange
+            if loop.parent is None or not _runs_on_host(loop):
+                continue  # moved under an scf.parallel by an earlier rewrite
+            inner = _interchangeable(loop)
+            if inner is not None:
+                rewritten.add(inner)
+                interchange_to_parallel(loop, inner)
+            elif _independent_iterations(loop):
+                _to_parallel_loop(loop)

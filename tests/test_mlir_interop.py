@@ -57,10 +57,10 @@ def _dyn_type(a: np.ndarray) -> str:
     return f"memref<{'?x' * a.ndim}{elt}>"
 
 
-def run_upstream(f: ik.Function, *args: np.ndarray) -> np.ndarray:
-    """f's loops level, with an @entry that feeds `args` as globals and prints the result,
-    lowered by mlir-opt and run by mlir-runner; the printed numbers."""
-    loops = f.ir("loops")
+def run_upstream(f: ik.Function, *args: np.ndarray, loops: str | None = None) -> np.ndarray:
+    """f's loops level (or the given loops text), with an @entry that feeds `args` as globals
+    and prints the result, lowered by mlir-opt and run by mlir-runner; the printed numbers."""
+    loops = f.ir("loops") if loops is None else loops
     body = loops.rstrip()
     assert body.endswith("}")
     lines = []
@@ -124,6 +124,22 @@ def test_upstream_mlir_runs_irkit_loops_with_the_same_results(case):
     mine = np.asarray(f(*args)).ravel()
     theirs = run_upstream(f, *args)
     np.testing.assert_allclose(theirs, mine, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["full", "rows", "columns", "softmax_columns"])
+def test_gpu_loops_run_by_upstream_mlir_match_the_cpu(case):
+    """The GPU pipeline's loops level (parallel-reductions: reducing scf.parallel, rows spread
+    over threads, column nests interchanged) keeps the numbers: upstream MLIR runs it."""
+    from irkit.function import _print
+    x = ik.matrix("x", dtype="float64")
+    out = {"full": ik.sum(x * x), "rows": ik.max(x, axis=1) + ik.sum(x, axis=1),
+           "columns": ik.sum(x, axis=0) - ik.min(x, axis=0), "softmax_columns": ik.softmax(x, axis=0)}[case]
+    f = ik.function([x], out)
+    a = np.random.default_rng(4).standard_normal((5, 7))
+    gpu_loops = _print(f._gpu_loops())
+    assert "scf.parallel" in gpu_loops
+    theirs = run_upstream(f, a, loops=gpu_loops)
+    np.testing.assert_allclose(theirs, np.asarray(f(a)).ravel(), rtol=1e-5, atol=1e-6)  # printed: 6 digits
 
 
 def test_a_hand_written_upstream_module_runs_through_irkit():

@@ -64,6 +64,17 @@ def test_row_reduction_is_one_warp_a_row(dtype, reduce):
     assert not kernels(f, "serial") and not kernels(f, "reduce")
 
 
+@pytest.mark.parametrize("reduce", [ik.sum, ik.max, lambda x, axis: ik.softmax(x, axis=axis)])
+def test_column_reduction_is_a_thread_a_column(reduce):
+    """axis=0: the loops level sums row by row into a column accumulator; on the GPU the nest
+    is interchanged so each thread owns a column (loads coalesced across a warp), where the
+    whole reduction was one serial kernel."""
+    x = ik.matrix("x", "float32")
+    f = ik.function([x], reduce(x, axis=0))
+    assert not kernels(f, "serial")
+    assert len(kernels(f, "parallel")) >= 2  # the init loop, then the column walk
+
+
 def test_softmax_rows_share_their_output_loop():
     x = ik.matrix("x", "float32")
     f = ik.function([x], ik.softmax(x))
@@ -92,7 +103,7 @@ def test_reduction_kernels_assemble(tmp_path):
         x = ik.matrix(f"x_{dtype}", dtype)
         ins.append(x)
         outs += [ik.sum(x), ik.max(x), ik.min(x), ik.prod(x), ik.sum(x, axis=1), ik.max(x, axis=1),
-                 ik.min(x, axis=1)]
+                 ik.min(x, axis=1), ik.sum(x, axis=0), ik.max(x, axis=0)]
         if dtype.startswith("float"):
             outs += [ik.mean(x), ik.softmax(x), ik.logsumexp(x, axis=1), ik.sqrt(ik.sum(x * x))]
     f = ik.function(ins, outs, name="red")
@@ -128,7 +139,8 @@ def test_reductions_on_the_gpu_match_numpy(dtype, shape):
     v.flat[len(v.flat) // 2] = 4.0  # a unique maximum
     x = ik.matrix("x", dtype)
     outs = [ik.sum(x), ik.max(x), ik.min(x), ik.mean(x), ik.sum(x, axis=1), ik.max(x, axis=1),
-            ik.softmax(x), ik.logsumexp(x, axis=1)]
+            ik.softmax(x), ik.logsumexp(x, axis=1), ik.sum(x, axis=0), ik.min(x, axis=0),
+            ik.softmax(x, axis=0)]
     got = ik.function([x], outs, target="cuda")(v)
     want = ik.function([x], outs)(v)
     tol = 2e-5 if dtype == "float32" else 1e-11

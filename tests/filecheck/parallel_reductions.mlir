@@ -175,4 +175,65 @@ builtin.module {
     }
     func.return
   }
+
+  // a column sum as lower-to-loops writes it (an init loop, then rows outer, columns inner):
+  // the init loop is parallel and the nest is interchanged, a thread per column walking the
+  // rows in their order
+  // CHECK-LABEL: func.func @column_sum(
+  // CHECK:         "scf.parallel"(%{{.*}}, %[[M:.*]], %{{.*}}) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+  // CHECK-NEXT:    ^{{.*}}(%[[J0:.*]]: index):
+  // CHECK-NEXT:      memref.store %{{.*}}, %acc[%[[J0]]] : memref<?xf64>
+  // CHECK-NEXT:      scf.reduce
+  // CHECK:         "scf.parallel"(%{{.*}}, %[[M]], %{{.*}}) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+  // CHECK-NEXT:    ^{{.*}}(%[[J:.*]]: index):
+  // CHECK-NEXT:      scf.for %[[I:.*]] = %{{.*}} to %[[N:.*]] step %{{.*}} {
+  // CHECK-NEXT:        %[[A:.*]] = memref.load %acc[%[[J]]] : memref<?xf64>
+  // CHECK-NEXT:        %[[V:.*]] = memref.load %x[%[[I]], %[[J]]] : memref<?x?xf64>
+  // CHECK-NEXT:        %[[S:.*]] = arith.addf %[[A]], %[[V]] fastmath<reassoc> : f64
+  // CHECK-NEXT:        memref.store %[[S]], %acc[%[[J]]] : memref<?xf64>
+  // CHECK-NEXT:      }
+  // CHECK-NEXT:      scf.reduce
+  // CHECK-NOT:     scf.for
+  // CHECK:         func.return
+  func.func @column_sum(%x: memref<?x?xf64>, %acc: memref<?xf64>) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %n = memref.dim %x, %c0 : memref<?x?xf64>
+    %m = memref.dim %x, %c1 : memref<?x?xf64>
+    %zero = arith.constant 0.000000e+00 : f64
+    scf.for %j = %c0 to %m step %c1 {
+      memref.store %zero, %acc[%j] : memref<?xf64>
+    }
+    scf.for %i = %c0 to %n step %c1 {
+      scf.for %j = %c0 to %m step %c1 {
+        %a = memref.load %acc[%j] : memref<?xf64>
+        %v = memref.load %x[%i, %j] : memref<?x?xf64>
+        %s = arith.addf %a, %v fastmath<reassoc> : f64
+        memref.store %s, %acc[%j] : memref<?xf64>
+      }
+    }
+    func.return
+  }
+
+  // columns that depend on each other (y[j] reads y[j - 1]) are neither interchanged nor
+  // parallel: the nest stays as written
+  // CHECK-LABEL: func.func @dependent_columns(
+  // CHECK-NOT:     scf.parallel
+  // CHECK:         func.return
+  func.func @dependent_columns(%x: memref<?x?xf64>, %y: memref<?xf64>) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %n = memref.dim %x, %c0 : memref<?x?xf64>
+    %m = memref.dim %x, %c1 : memref<?x?xf64>
+    scf.for %i = %c0 to %n step %c1 {
+      scf.for %j = %c1 to %m step %c1 {
+        %p = arith.subi %j, %c1 : index
+        %a = memref.load %y[%p] : memref<?xf64>
+        %v = memref.load %x[%i, %j] : memref<?x?xf64>
+        %s = arith.addf %a, %v : f64
+        memref.store %s, %y[%j] : memref<?xf64>
+      }
+    }
+    func.return
+  }
 }
