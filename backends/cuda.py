@@ -2,9 +2,17 @@
 runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
 
 Nothing here is imported by `import irkit` or by the CPU path, and nothing touches a driver
-before the first call of a `target="cuda"` function. The driver is the CUDA driver API
-through ctypes on `libcuda.so.1` (it ships with the NVIDIA driver; no pip package needed);
-`IRKIT_LIBCUDA` names another library file (the tests use a fake one).
+before the first call of a `target="cuda"` function. The driver API is reached through one
+of two launchers with the same small interface (`alloc`, `to_device`, `load`, `launch`, ...):
+
+- NVIDIA's `cuda-bindings` (`pip install irkit[cuda]`), the default when it is installed;
+- a ctypes wrapper of `libcuda.so.1` (it ships with the NVIDIA driver; no pip package
+  needed), the fallback, and the one used when `IRKIT_LIBCUDA` names a library file (the
+  tests use a fake one).
+
+`IRKIT_CUDA_DRIVER=cuda-bindings|ctypes` picks one. pycuda is not a launcher here: it
+launches from packed argument buffers, where irkit's host code hands the driver the
+`void**` list of its kernel parameters.
 
 The runtime functions are C callbacks (ctypes) into this module: a launch costs a few
 microseconds of Python on top of the driver's own, small next to a kernel launch. They
@@ -30,6 +38,8 @@ INSTALL = ("irkit's GPU backend needs an NVIDIA GPU and its driver (libcuda.so.1
 
 class Driver:
     """The CUDA driver API through ctypes: one device (ordinal 0), its primary context."""
+
+    launcher = "ctypes"
 
     def __init__(self, path: str | None = None) -> None:
         names = [path] if path else (["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"])
@@ -138,16 +148,105 @@ class Driver:
         self.cuCtxSynchronize()
 
 
-_driver: Driver | None = None
+class BindingsDriver:
+    """The CUDA driver API through NVIDIA's cuda-bindings: one device (ordinal 0), its
+    primary context. Every call returns (status, *values); a bad status is a DeviceError."""
+
+    launcher = "cuda-bindings"
+
+    def __init__(self) -> None:
+        from cuda.bindings import driver as cu
+        self.cu = cu
+        try:
+            self._call("cuInit", 0)
+        except DeviceError:
+            raise
+        except Exception as e:  # cuda-bindings found no libcuda.so.1 to load
+            raise DeviceError(f"no CUDA driver: {type(e).__name__}: {e}. {INSTALL}") from None
+        if self._call("cuDeviceGetCount") < 1:
+            raise DeviceError(f"the CUDA driver sees no GPU. {INSTALL}")
+        dev = self._call("cuDeviceGet", 0)
+        attr = cu.CUdevice_attribute
+        major = self._call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+        minor = self._call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+        self.name = self._call("cuDeviceGetName", 256, dev).split(b"\0", 1)[0].decode(errors="replace")
+        self.sm = f"sm_{major}{minor}"
+        self.context = self._call("cuDevicePrimaryCtxRetain", dev)
+        self._call("cuCtxSetCurrent", self.context)
+        self._modules: dict[int, object] = {}  # the binding objects, kept alive by address
+
+    def _call(self, name: str, *args):
+        err, *values = getattr(self.cu, name)(*args)
+        if err != self.cu.CUresult.CUDA_SUCCESS:
+            _, text = self.cu.cuGetErrorName(err)
+            raise DeviceError(f"{name}: {text.decode() if isinstance(text, bytes) else err}")
+        return values[0] if len(values) == 1 else tuple(values) if values else None
+
+    def alloc(self, nbytes: int) -> int:
+        return int(self._call("cuMemAlloc", max(nbytes, 1)))
+
+    def free(self, ptr: int) -> None:
+        self._call("cuMemFree", ptr)
+
+    def to_device(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._call("cuMemcpyHtoD", dst, src, nbytes)
+
+    def to_host(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._call("cuMemcpyDtoH", dst, src, nbytes)
+
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._call("cuMemcpyDtoD", dst, src, nbytes)
+
+    def load(self, ptx: str) -> int:
+        mod = self._call("cuModuleLoadData", ptx.encode() + b"\0")
+        self._modules[int(mod)] = mod
+        return int(mod)
+
+    def function(self, module: int, name: str) -> int:
+        return int(self._call("cuModuleGetFunction", self._modules[module], name.encode()))
+
+    def global_(self, module: int, name: str) -> int:
+        ptr, _size = self._call("cuModuleGetGlobal", self._modules[module], name.encode())
+        return int(ptr)
+
+    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
+        # kernelParams as an address: the void** list the host code packed
+        self._call("cuLaunchKernel", fn, grid[0], grid[1], 1, block[0], block[1], 1, shared, 0, params, 0)
+
+    def synchronize(self) -> None:
+        self._call("cuCtxSynchronize")
+
+
+_driver: Driver | BindingsDriver | None = None
 _driver_lock = threading.Lock()
 
 
-def driver() -> Driver:
+def _open_driver() -> Driver | BindingsDriver:
+    choice = os.environ.get("IRKIT_CUDA_DRIVER", "").strip().lower()
+    library = os.environ.get("IRKIT_LIBCUDA") or None
+    if choice not in ("", "auto", "cuda-bindings", "ctypes"):
+        raise DeviceError(f"IRKIT_CUDA_DRIVER={choice!r}: irkit launches through 'cuda-bindings' or 'ctypes'")
+    if choice == "ctypes" or (library is not None and choice != "cuda-bindings"):
+        return Driver(library)
+    try:
+        import cuda.bindings.driver  # noqa: F401
+    except ImportError:
+        if choice == "cuda-bindings":
+            raise DeviceError("IRKIT_CUDA_DRIVER=cuda-bindings, but NVIDIA's cuda-bindings is not installed: "
+                              "pip install 'irkit[cuda]' (or cuda-bindings)") from None
+        return Driver(library)
+    return BindingsDriver()
+
+
+def driver() -> Driver | BindingsDriver:
     """The process's driver, opened on first use; DeviceError when there is none."""
     global _driver
     with _driver_lock:
         if _driver is None:
-            _driver = Driver(os.environ.get("IRKIT_LIBCUDA") or None)
+            _driver = _open_driver()
         return _driver
 
 

@@ -3,8 +3,12 @@
  * writes one line to $FAKE_CUDA_LOG: the kernel's name, grid, block and each parameter
  * (read with the sizes the PTX declares), so tests can check how launches are packed.
  * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU.
+ * cuGetProcAddress_v2 hands out these functions by name, as NVIDIA's cuda-bindings asks for
+ * them (the base name; the _v2 variant where there is one).
  * Build: cc -shared -fPIC -o libcuda.so.1 fake_libcuda.c
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,4 +141,20 @@ CUresult cuGetErrorName(CUresult e, const char **s) {
     *s = e == ERR_INVALID_IMAGE ? "CUDA_ERROR_INVALID_IMAGE" : e == ERR_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND"
        : e == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : "CUDA_ERROR_FAKE";
     return OK;
+}
+CUresult cuDriverGetVersion(int *version) { *version = 13000; return OK; }
+CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version, uint64_t flags, int *status) {
+    (void)version; (void)flags;
+    Dl_info info;
+    void *self = dladdr((void *)cuInit, &info) ? dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+    char name[256];
+    *pfn = NULL;
+    if (self) {
+        snprintf(name, sizeof name, "%s_v2", symbol);
+        *pfn = dlsym(self, name);
+        if (!*pfn) *pfn = dlsym(self, symbol);
+        dlclose(self);
+    }
+    if (status) *status = *pfn ? 0 : 1;  /* CU_GET_PROC_ADDRESS_SUCCESS / _SYMBOL_NOT_FOUND */
+    return *pfn ? OK : ERR_NOT_FOUND;
 }

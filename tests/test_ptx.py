@@ -205,24 +205,38 @@ def fake_libcuda(tmp_path_factory):
     return str(out)
 
 
-def _run_with(lib: str, code: str, tmp_path, **env) -> tuple[str, list[str]]:
+LAUNCHERS = ["ctypes", "cuda-bindings"]
+
+
+def _run_with(lib: str, code: str, tmp_path, launcher: str = "ctypes", **env) -> tuple[str, list[str]]:
+    """Run `code` in a new process whose CUDA driver is the fake `lib`, reached through the
+    ctypes launcher (IRKIT_LIBCUDA names the file) or cuda-bindings (which finds
+    libcuda.so.1 on the loader's path); the output and the fake driver's log."""
     log = tmp_path / "cuda.log"
     log.write_text("")
-    full = dict(os.environ, IRKIT_LIBCUDA=lib, FAKE_CUDA_LOG=str(log), **env)
+    full = dict(os.environ, FAKE_CUDA_LOG=str(log), IRKIT_CUDA_DRIVER=launcher, **env)
+    if launcher == "ctypes":
+        full["IRKIT_LIBCUDA"] = lib
+    else:
+        pytest.importorskip("cuda.bindings.driver", reason="cuda-bindings not installed (pip install irkit[cuda])")
+        full.pop("IRKIT_LIBCUDA", None)
+        full["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [os.path.dirname(lib), full.get("LD_LIBRARY_PATH")]))
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout, log.read_text().splitlines()
 
 
-def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path, launcher):
     out, log = _run_with(fake_libcuda, """
         import numpy as np, irkit as ik
         x = ik.vector("x", "float32")
         f = ik.function([x], x + 1, target="cuda")
         y = f(np.arange(7, dtype=np.float32))
-        print(y.shape, y.dtype)
-    """, tmp_path)
-    assert out.strip() == "(7,) float32"
+        from irkit.backends import cuda
+        print(y.shape, y.dtype, cuda.driver().launcher)
+    """, tmp_path, launcher)
+    assert out.strip() == f"(7,) float32 {launcher}"
     allocs = [line.split() for line in log if line.startswith("alloc")]
     x_ptr = next(int(a[2], 16) for a in allocs if a[1] == "28")  # the input's 7 float32
     launch = next(line.split() for line in log if line.startswith("launch main_k"))
@@ -234,7 +248,8 @@ def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path):
     assert x_ptr in frees
 
 
-def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path, launcher):
     out, log = _run_with(fake_libcuda, """
         import numpy as np, irkit as ik
         W = ik.shared(np.ones(1000, np.float32), "W")
@@ -243,14 +258,15 @@ def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path):
         for _ in range(3):
             f(np.ones(4, np.float32))
         print(W.get_value().shape)
-    """, tmp_path)
+    """, tmp_path, launcher)
     assert out.strip() == "(1000,)"
     uploads = [line for line in log if line.startswith("alloc 4000")]
     # the first call uploads W (1) and makes its new value (3 calls: 3); no upload after that
     assert len(uploads) == 4, log
 
 
-def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda, tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda, tmp_path, launcher):
     code = """
         import numpy as np, irkit as ik
         x = ik.vector("x", "float32")
@@ -261,13 +277,21 @@ def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda
         except ik.DeviceError as e:
             print("DeviceError:", e)
     """
-    out, _ = _run_with(fake_libcuda, code, tmp_path, FAKE_CUDA_DEVICES="0")
+    out, _ = _run_with(fake_libcuda, code, tmp_path, launcher, FAKE_CUDA_DEVICES="0")
     assert "DeviceError: the CUDA driver sees no GPU" in out
-    out, _ = _run_with(str(tmp_path / "missing" / "libcuda.so.1"), code, tmp_path)
+    out, _ = _run_with(str(tmp_path / "missing" / "libcuda.so.1"), code, tmp_path, launcher)
     assert "DeviceError: no CUDA driver" in out and "NVIDIA driver" in out
 
 
-def test_cuda_target_checks_inputs_like_the_cpu(fake_libcuda, tmp_path):
+def test_an_unknown_launcher_is_named(monkeypatch):
+    from irkit.backends import cuda
+    monkeypatch.setenv("IRKIT_CUDA_DRIVER", "pycuda")
+    with pytest.raises(ik.DeviceError, match=r"IRKIT_CUDA_DRIVER='pycuda'.*'cuda-bindings' or 'ctypes'"):
+        cuda._open_driver()
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_cuda_target_checks_inputs_like_the_cpu(fake_libcuda, tmp_path, launcher):
     out, _ = _run_with(fake_libcuda, """
         import numpy as np, irkit as ik
         x = ik.matrix("x", "float32")
@@ -281,7 +305,7 @@ def test_cuda_target_checks_inputs_like_the_cpu(fake_libcuda, tmp_path):
             f()
         except TypeError as e:
             print("TypeError")
-    """, tmp_path)
+    """, tmp_path, launcher)
     assert out.split() == ["ShapeError", "DTypeError", "TypeError"]
 
 
