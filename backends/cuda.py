@@ -30,6 +30,7 @@ from ctypes import POINTER, byref, c_char_p, c_int, c_int32, c_int64, c_size_t, 
 
 import numpy as np
 
+from irkit.backends.dlpack import DeviceArray, DeviceView
 from irkit.errors import DeviceError
 
 INSTALL = ("irkit's GPU backend needs an NVIDIA GPU and its driver (libcuda.so.1, from the NVIDIA driver "
@@ -392,11 +393,14 @@ class CudaRunner:
             self.loaded = LoadedProgram(self.program, self.ptx, self.entry_name)
         return self.loaded
 
-    def run(self, arrays: list[np.ndarray], raise_code) -> list[np.ndarray]:
+    def run(self, arrays: list, raise_code, device_out: bool = False) -> list:
+        """Run on `arrays` (numpy arrays, or DeviceViews of buffers already on the device);
+        the results as numpy arrays, or with `device_out` the outputs (not the new values of
+        shared variables) as DeviceArrays left on the device."""
         with self.lock:
-            return self._run(arrays, raise_code)
+            return self._run(arrays, raise_code, device_out)
 
-    def _run(self, arrays, raise_code):
+    def _run(self, arrays, raise_code, device_out=False):
         loaded = self._load()
         drv = driver()
         n_inputs = len(arrays) - self.n_shared
@@ -407,7 +411,9 @@ class CudaRunner:
             for k, a in enumerate(arrays):
                 slot = k - n_inputs
                 held = self.resident.get(slot) if slot >= 0 else None
-                if held is not None and held[0] is a:
+                if isinstance(a, DeviceView):  # the caller's device buffer, used in place
+                    ptr = a.ptr
+                elif held is not None and held[0] is a:
                     ptr = held[1]
                 else:
                     ptr = drv.alloc(a.nbytes)
@@ -422,7 +428,7 @@ class CudaRunner:
                 args.append(ptr)
                 args.extend(a.shape)
             if self.entry is None:  # ranks are fixed by the signature: one prototype
-                argtypes = [t for a in arrays for t in (c_void_p, *[c_int64] * a.ndim)]
+                argtypes = [t for a in arrays for t in (c_void_p, *[c_int64] * len(a.shape))]
                 self.entry = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
             n_slots = sum(1 + rank for _, rank in self.result_specs)
             slots = (c_int64 * max(n_slots, 1))()
@@ -432,7 +438,7 @@ class CudaRunner:
                 code = loaded.error_code()
             if code:
                 self._fail(code, raise_code)
-            return self._results(slots, set(pointers))
+            return self._results(slots, set(pointers), device_out)
         finally:
             for p in temporaries:
                 drv.free(p)
@@ -446,14 +452,26 @@ class CudaRunner:
                 e.add_note(f"  device runtime: {detail}")
             raise
 
-    def _results(self, slots, inputs: set[int]) -> list[np.ndarray]:
+    def _results(self, slots, inputs: set[int], device_out: bool = False) -> list:
         drv = driver()
         out, k, owned = [], 0, set()
         kept: set[int] = set()
+        n_out = len(self.result_specs) - len(self.updated)
+        handed: set[int] = set()  # buffers a DeviceArray owns now
+        aliased = self._aliased_updates(slots) if device_out else set()
         for j, (dtype, rank) in enumerate(self.result_specs):
             ptr = slots[k] & 0xFFFFFFFFFFFFFFFF
             shape = tuple(slots[k + 1:k + 1 + rank])
             k += 1 + rank
+            if device_out and j < n_out:
+                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                mine = ptr
+                if ptr in inputs or ptr in handed or j in aliased:
+                    mine = drv.alloc(nbytes)  # the buffer is an input's or another result's: a copy
+                    drv.copy(mine, ptr, nbytes)
+                handed.add(mine)
+                out.append(DeviceArray(mine, shape, dtype, drv.free))
+                continue
             arr = np.empty(shape, dtype=dtype)
             drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
             out.append(arr)
@@ -466,6 +484,16 @@ class CudaRunner:
                 kept.add(ptr)
                 if old is not None and old[1] != ptr and old[1] not in kept:
                     owned.add(old[1])
-        for ptr in owned - kept:
+        for ptr in owned - kept - handed:
             drv.free(ptr)
         return out
+
+    def _aliased_updates(self, slots) -> set[int]:
+        """Outputs whose buffer is also the new value of a shared variable (which stays
+        resident, so the output cannot own it)."""
+        pointers, k = [], 0
+        for _, rank in self.result_specs:
+            pointers.append(slots[k] & 0xFFFFFFFFFFFFFFFF)
+            k += 1 + rank
+        updated = {pointers[j] for j in self.updated}
+        return {j for j in range(len(pointers)) if j not in self.updated and pointers[j] in updated}

@@ -283,6 +283,68 @@ def test_no_device_or_no_driver_is_a_device_error_at_the_first_call(fake_libcuda
     assert "DeviceError: no CUDA driver" in out and "NVIDIA driver" in out
 
 
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_device_arrays_in_and_out_by_dlpack(fake_libcuda, tmp_path, launcher):
+    """A CUDA tensor given by DLPack is used in place (no upload), the outputs stay on the
+    device as DeviceArrays (no readback) that export themselves by DLPack and free their
+    buffer when dropped; a wrong dtype, rank or layout is named."""
+    out, log = _run_with(fake_libcuda, """
+        import ctypes, gc
+        import numpy as np, irkit as ik
+        from irkit.backends import dlpack
+        from irkit.backends.dlpack import DeviceArray
+        x = ik.matrix("x", "float32")
+        f = ik.function([x], [x * 2, ik.sum(x, axis=1)], target="cuda")
+        d = DeviceArray.from_numpy(np.ones((3, 5), np.float32))
+        print("input", hex(d.ptr))
+        y, s = f(d)
+        print(type(y).__name__, y.shape, y.dtype, s.shape, y.__dlpack_device__(), y.ptr != d.ptr)
+        # the capsule protocol, as a consumer sees it
+        cap = y.__dlpack__()
+        view = dlpack.device_view(cap_holder := type("P", (), {"__dlpack__": lambda self, stream=None: cap})(),
+                                  "y", np.dtype(np.float32), (None, None))
+        print("view", view.ptr == y.ptr, view.shape)
+        view.release()
+        print("exported", len(dlpack._exported))
+        print("freed", hex(s.ptr))
+        del s
+        gc.collect()
+        class Strided:  # a column of a (5, 3) buffer: not C-contiguous
+            def __dlpack_device__(self): return (2, 0)
+            def __dlpack__(self, stream=None):
+                shape, strides = (ctypes.c_int64 * 2)(5, 1), (ctypes.c_int64 * 2)(3, 3)
+                m = dlpack.DLManagedTensor()
+                m.dl_tensor = dlpack.DLTensor(d.ptr, dlpack.DLDevice(2, 0), 2, dlpack.DLDataType(2, 32, 1),
+                                              shape, strides, 0)
+                self.keep = (m, shape, strides)
+                return ctypes.pythonapi.PyCapsule_New(ctypes.addressof(m), b"dltensor", None)
+        ctypes.pythonapi.PyCapsule_New.restype = ctypes.py_object
+        ctypes.pythonapi.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        for bad in (DeviceArray.from_numpy(np.ones((3, 5))), DeviceArray.from_numpy(np.ones(3, np.float32)),
+                    Strided()):
+            try:
+                f(bad)
+            except (ik.DTypeError, ik.ShapeError) as e:
+                print(type(e).__name__, str(e).split(":")[1].strip())
+        print(np.asarray(f(np.ones((2, 2), np.float32))[0]).shape, type(f(np.ones((2, 2), np.float32))[0]).__name__)
+    """, tmp_path, launcher)
+    lines = out.splitlines()
+    assert lines[1] == "DeviceArray (3, 5) float32 (3,) (2, 0) True", out
+    assert lines[2] == "view True (3, 5)" and lines[3] == "exported 0", out
+    assert lines[5:8] == ["DTypeError the device array has dtype float64, the input is float32 (cast it on its "
+                           "device first)", "ShapeError the device array has rank 1 (shape (3,)), the input 2",
+                           "ShapeError the device array is not C-contiguous (strides (3, 3) in elements); make it "
+                           "contiguous on its device first"], out
+    assert lines[8] == "(2, 2) ndarray", out  # numpy in, numpy out
+    input_ptr, freed = int(lines[0].split()[1], 16), int(lines[4].split()[1], 16)
+    # the input's 60 bytes uploaded once (by from_numpy), not by the call; no result read back
+    assert len([ln for ln in log if ln.startswith("htod 60")]) == 1, log
+    assert not [ln for ln in log if ln.startswith(("dtoh 60", "dtoh 12"))], log
+    assert f"free {hex(freed)}" in log  # a dropped DeviceArray frees its buffer
+    last_launch = max(k for k, ln in enumerate(log) if ln.startswith("launch"))
+    assert all(k > last_launch for k, ln in enumerate(log) if ln == f"free {hex(input_ptr)}")  # not the caller's
+
+
 def test_an_unknown_launcher_is_named(monkeypatch):
     from irkit.backends import cuda
     monkeypatch.setenv("IRKIT_CUDA_DRIVER", "pycuda")
@@ -323,6 +385,20 @@ def _has_device() -> bool:
 # the numeric tests need a real device (not the fake driver some tests point IRKIT_LIBCUDA at)
 need_device = pytest.mark.skipif(os.environ.get("IRKIT_LIBCUDA") is not None or not _has_device(),
                                  reason="no CUDA device")
+
+
+@need_device
+def test_device_arrays_round_trip_on_the_gpu():
+    from irkit.backends.dlpack import DeviceArray
+    a = (0.3 * np.random.default_rng(0).standard_normal((300, 7))).astype(np.float32)
+    x = ik.matrix("x", "float32")
+    f = ik.function([x], [ik.exp(x) * 2, ik.sum(x, axis=0)], target="cuda")
+    y, s = f(DeviceArray.from_numpy(a))
+    assert isinstance(y, DeviceArray) and isinstance(s, DeviceArray)
+    np.testing.assert_allclose(y.numpy(), np.exp(a) * 2, rtol=2e-6)
+    np.testing.assert_allclose(s.numpy(), a.sum(axis=0), rtol=1e-5, atol=1e-5)
+    z, _ = f(y)  # an output fed back in place
+    np.testing.assert_allclose(z.numpy(), np.exp(np.exp(a) * 2) * 2, rtol=1e-5)
 
 
 @need_device

@@ -1,0 +1,245 @@
+"""DLPack for GPU arrays: device arrays in and out of `target="cuda"` functions without a
+copy through the host, for frameworks that keep their data on the GPU (PyTorch, CuPy, JAX).
+
+- `DeviceArray`: a result left on the device, owning its buffer; it exports itself through
+  `__dlpack__` / `__dlpack_device__` (so `torch.from_dlpack(out)` takes it without a copy)
+  and copies to the host on `numpy()` / `np.asarray(...)`.
+- `device_view(obj, ...)`: the device buffer of any object that exports a CUDA tensor by
+  DLPack (a DeviceArray, a torch.cuda tensor, ...), checked like a numpy input is (dtype,
+  rank, static sizes, C-contiguity); the capsule is consumed as the protocol says (renamed
+  `used_dltensor`, its deleter called once irkit is done with it).
+
+The structs are DLPack's stable (unversioned) ABI, which every producer still offers when
+`__dlpack__` is called without `max_version`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint8, c_uint16, c_uint64, c_void_p
+from typing import Any
+
+import numpy as np
+
+from irkit.errors import DTypeError, ShapeError
+
+KDL_CPU, KDL_CUDA, KDL_CUDA_HOST, KDL_CUDA_MANAGED = 1, 2, 3, 13
+_CODES = {"i": 0, "u": 1, "f": 2, "b": 6}  # kDLInt, kDLUInt, kDLFloat, kDLBool
+
+
+class DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", c_int32), ("device_id", c_int32)]
+
+
+class DLDataType(ctypes.Structure):
+    _fields_ = [("code", c_uint8), ("bits", c_uint8), ("lanes", c_uint16)]
+
+
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("device", DLDevice), ("ndim", c_int32), ("dtype", DLDataType),
+                ("shape", POINTER(c_int64)), ("strides", POINTER(c_int64)), ("byte_offset", c_uint64)]
+
+
+class DLManagedTensor(ctypes.Structure):
+    pass
+
+
+_DELETER = ctypes.CFUNCTYPE(None, POINTER(DLManagedTensor))
+DLManagedTensor._fields_ = [("dl_tensor", DLTensor), ("manager_ctx", c_void_p), ("deleter", _DELETER)]
+
+_api = ctypes.pythonapi
+_api.PyCapsule_New.restype = ctypes.py_object
+_api.PyCapsule_New.argtypes = [c_void_p, c_char_p, c_void_p]
+_api.PyCapsule_GetPointer.restype = c_void_p
+_api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, c_char_p]
+_api.PyCapsule_SetName.restype = ctypes.c_int
+_api.PyCapsule_SetName.argtypes = [ctypes.py_object, c_char_p]
+_api.PyCapsule_IsValid.restype = ctypes.c_int
+_api.PyCapsule_IsValid.argtypes = [ctypes.py_object, c_char_p]
+
+
+def _dl_dtype(dtype: np.dtype) -> DLDataType:
+    return DLDataType(_CODES[dtype.kind], 8 * dtype.itemsize, 1)
+
+
+def _np_dtype(t: DLDataType) -> np.dtype | None:
+    kind = {v: k for k, v in _CODES.items()}.get(t.code)
+    if kind is None or t.lanes != 1:
+        return None
+    if kind == "b":
+        return np.dtype(bool) if t.bits == 8 else None
+    try:
+        return np.dtype(f"{kind}{t.bits // 8}")
+    except TypeError:
+        return None
+
+
+# -- export: a DeviceArray as a capsule ----------------------------------------------------------
+
+_exported: dict[int, tuple] = {}  # address of a DLManagedTensor -> what keeps it and its array alive
+
+
+@_DELETER
+def _delete_managed(managed) -> None:
+    _exported.pop(ctypes.addressof(managed.contents), None)
+
+
+# the capsule being destroyed is seen by address: a new reference to it would revive it
+_capsule_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, c_void_p, c_char_p)(("PyCapsule_IsValid", _api))
+_capsule_pointer = ctypes.PYFUNCTYPE(c_void_p, c_void_p, c_char_p)(("PyCapsule_GetPointer", _api))
+
+
+@ctypes.CFUNCTYPE(None, c_void_p)
+def _capsule_destructor(capsule: int) -> None:
+    # an unconsumed capsule (still named "dltensor") owns the tensor: delete it
+    if _capsule_is_valid(capsule, b"dltensor"):
+        _exported.pop(_capsule_pointer(capsule, b"dltensor"), None)
+
+
+class DeviceArray:
+    """A result of a `target="cuda"` function left on the GPU. It owns its device buffer
+    (freed with it), exports itself by DLPack, and copies to the host on `numpy()`."""
+
+    __slots__ = ("ptr", "shape", "dtype", "device_id", "_free", "__weakref__")
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype, free, device_id: int = 0) -> None:
+        self.ptr, self.shape, self.dtype, self.device_id = ptr, tuple(shape), np.dtype(dtype), device_id
+        self._free = free  # free(ptr), or None for a view the array does not own
+
+    @classmethod
+    def from_numpy(cls, a: np.ndarray) -> "DeviceArray":
+        """A device copy of a host array (the way in for data that starts on the host)."""
+        from irkit.backends import cuda
+        a = np.ascontiguousarray(a)
+        drv = cuda.driver()
+        ptr = drv.alloc(a.nbytes)
+        drv.to_device(ptr, a.ctypes.data, a.nbytes)
+        return cls(ptr, a.shape, a.dtype, drv.free)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def numpy(self) -> np.ndarray:
+        """A host copy."""
+        from irkit.backends import cuda
+        out = np.empty(self.shape, self.dtype)
+        cuda.driver().to_host(out.ctypes.data, self.ptr, out.nbytes)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("a DeviceArray lives on the GPU: reading it on the host is a copy")
+        out = self.numpy()
+        return out if dtype is None else out.astype(dtype)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (KDL_CUDA, self.device_id)
+
+    def __dlpack__(self, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        # irkit's launches run on the default stream and end synchronised: any consumer
+        # stream sees the data, so `stream` needs no event
+        if dl_device is not None and tuple(dl_device) != self.__dlpack_device__():
+            raise BufferError(f"a DeviceArray lives on CUDA device {self.device_id}; it cannot be exported "
+                              f"to device {tuple(dl_device)}")
+        if copy:
+            raise BufferError("a DeviceArray exports its own buffer (copy=True is not supported)")
+        shape = (c_int64 * max(self.ndim, 1))(*self.shape)
+        managed = DLManagedTensor()
+        managed.dl_tensor = DLTensor(self.ptr, DLDevice(KDL_CUDA, self.device_id), self.ndim,
+                                     _dl_dtype(self.dtype), shape, None, 0)
+        managed.deleter = _delete_managed
+        address = ctypes.addressof(managed)
+        _exported[address] = (managed, shape, self)  # the array lives while a consumer holds it
+        return _api.PyCapsule_New(address, b"dltensor", ctypes.cast(_capsule_destructor, c_void_p).value)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device_id})"
+
+    def __del__(self) -> None:
+        if self._free is not None and self.ptr:
+            try:
+                self._free(self.ptr)
+            except Exception:  # the driver may be gone at interpreter exit
+                pass
+            self.ptr = 0
+
+
+# -- import: any CUDA DLPack producer ----------------------------------------------------------------
+
+def on_device(obj: Any) -> bool:
+    """Whether `obj` exports a CUDA tensor by DLPack (host arrays, numpy's included, do not)."""
+    probe = getattr(obj, "__dlpack_device__", None)
+    if probe is None or isinstance(obj, np.ndarray):
+        return False
+    try:
+        device_type, _ = probe()
+    except Exception:
+        return False
+    return int(device_type) in (KDL_CUDA, KDL_CUDA_MANAGED)
+
+
+class DeviceView:
+    """A producer's CUDA buffer for the length of one call; `release()` gives it back."""
+
+    __slots__ = ("ptr", "shape", "dtype", "_capsule", "_managed")
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype, capsule, managed) -> None:
+        self.ptr, self.shape, self.dtype = ptr, shape, dtype
+        self._capsule, self._managed = capsule, managed
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def release(self) -> None:
+        if self._managed is not None:
+            managed, self._managed = self._managed, None
+            if managed.deleter:
+                managed.deleter(ctypes.pointer(managed))
+
+
+def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> DeviceView:
+    """The CUDA buffer `obj` exports, checked against the input it is given for."""
+    capsule = obj.__dlpack__(stream=None)
+    address = _api.PyCapsule_GetPointer(capsule, b"dltensor")
+    managed = DLManagedTensor.from_address(address)
+    _api.PyCapsule_SetName(capsule, b"used_dltensor")  # ours now: we call its deleter
+    view = DeviceView(0, (), dtype, capsule, managed)
+    try:
+        t = managed.dl_tensor
+        got = _np_dtype(t.dtype)
+        shape = tuple(t.shape[k] for k in range(t.ndim))
+        if got != dtype:
+            name = got.name if got is not None else f"DLPack type code {t.dtype.code}, {t.dtype.bits} bits"
+            raise DTypeError(f"{label}: the device array has dtype {name}, the input is {dtype.name} "
+                             "(cast it on its device first)")
+        if len(shape) != len(static_shape):
+            raise ShapeError(f"{label}: the device array has rank {len(shape)} (shape {shape}), the input "
+                             f"{len(static_shape)}")
+        for k, (n, want) in enumerate(zip(shape, static_shape)):
+            if want is not None and n != want:
+                raise ShapeError(f"{label}: dim {k} of the device array is {n}, the input's is {want}")
+        if t.strides:
+            expect, step = [], 1
+            for n in reversed(shape):
+                expect.append(step)
+                step *= n
+            strides = tuple(t.strides[k] for k in range(t.ndim))
+            if any(s != e for s, e, n in zip(strides, reversed(expect), shape) if n > 1):
+                raise ShapeError(f"{label}: the device array is not C-contiguous (strides {strides} in elements); "
+                                 "make it contiguous on its device first")
+        view.ptr, view.shape = int(t.data or 0) + int(t.byte_offset), shape
+        return view
+    except BaseException:
+        view.release()
+        raise
