@@ -301,9 +301,23 @@ class Function:
         n = len(self.inputs)
         if len(args) != n + len(self.shared):
             return self._slow_call(*args)  # names the arity error
-        arrays = [self._convert(k, a) for k, a in enumerate(args[:n])]
-        arrays += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
-        out = self._cuda.run(arrays, self._raise)
+        from irkit.backends import dlpack
+        views = []
+        try:
+            arrays = []
+            for k, a in enumerate(args[:n]):
+                if dlpack.on_device(a):  # a framework's GPU tensor, by DLPack: used in place
+                    v = self.inputs[k]
+                    views.append(dlpack.device_view(a, f"input {self._label(k)}", v.dtype, v.static_shape))
+                    arrays.append(views[-1])
+                else:
+                    arrays.append(self._convert(k, a))
+            arrays += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
+            # device arrays in, device arrays out (DLPack); numpy in, numpy out
+            out = self._cuda.run(arrays, self._raise, device_out=bool(views))
+        finally:
+            for view in views:
+                view.release()
         return out[0] if self.single and not self.updates else out
 
     # -- calling ---------------------------------------------------------------------
