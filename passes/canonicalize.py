@@ -174,17 +174,18 @@ def _scatter_into(s, x, y):
 
 def add_scatter(op):
     """x + scatter_inc(0, y, idx) -> scatter_inc(x, y, idx): an SGD step on an embedding
-    touches its selected rows only (the sum may round differently where indices repeat)."""
+    touches its selected rows only (the sum may round differently where indices repeat). Not
+    when either side broadcasts: the scatter's axes count from its own rank."""
     for x, g in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
         s = _increments_of_zeros(g)
-        if s is not None and _same(x, op.result):
+        if s is not None and _same(x, op.result) and _same(g, op.result):
             return _scatter_into(s, x, s.y)
 
 
 def sub_scatter(op):
     """x - scatter_inc(0, y, idx) -> scatter_inc(x, -y, idx)."""
     s = _increments_of_zeros(op.rhs)
-    if s is not None and _same(op.lhs, op.result):
+    if s is not None and _same(op.lhs, op.result) and _same(op.rhs, op.result):
         return _scatter_into(s, op.lhs, K.neg(var(s.y)).value)
 
 

@@ -318,3 +318,16 @@ def test_index_errors_like_numpy():
         x[1.5]
     with pytest.raises(ValueError):
         x[::0]
+
+
+def test_increment_that_broadcasts_into_a_sum():
+    """zeros((6, 5)) + inc_subtensor(zeros(5)[idx], x): the increment broadcasts over rows; the
+    canonicaliser must not fold it into the (6, 5) side (where axis 0 means rows)."""
+    x = ik.vector("x")
+    idx = np.array([0, 1, 1])
+    f = ik.function([x], ik.zeros((6, 5)) + ik.inc_subtensor(ik.zeros((5,))[ik.constant(idx)], x))
+    row = np.zeros(5)
+    np.add.at(row, idx, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(f(np.array([1.0, 2.0, 3.0])), np.zeros((6, 5)) + row)
+    ik.verify_grad(lambda v: ik.zeros((6, 5)) + ik.inc_subtensor(ik.zeros((5,))[ik.constant(idx)], v), [np.ones(3)],
+                   rng=np.random.default_rng(0))

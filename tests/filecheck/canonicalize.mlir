@@ -415,4 +415,18 @@ builtin.module {
     %u = ik.sub %W, %s : (tensor<?x?xf64>, tensor<?x?xf64>) -> tensor<?x?xf64>
     func.return %u : tensor<?x?xf64>
   }
+
+  // A scatter that broadcasts into the sum is left alone: its axes count from its own rank,
+  // so scattering into the (6, 5) side would index rows where it meant columns.
+  // CHECK-LABEL: func.func @broadcast_scatter_stays(
+  // CHECK:         %[[G:.*]] = ik.scatter %{{.*}}, %y, %idx {axes = array<i64: 0>, mode = "inc"} : (tensor<5xf64>, tensor<?xf64>, tensor<3xi64>) -> tensor<5xf64>
+  // CHECK:         ik.add %A, %[[G]] : (tensor<6x5xf64>, tensor<5xf64>) -> tensor<6x5xf64>
+  func.func @broadcast_scatter_stays(%A: tensor<6x5xf64>, %y: tensor<?xf64>) -> tensor<6x5xf64> {
+    %idx = ik.constant dense<[0, 1, 1]> : tensor<3xi64>
+    %z = ik.constant dense<0.000000e+00> : tensor<f64>
+    %zeros = ik.fill %z {shape = array<i64: 5>} : (tensor<f64>) -> tensor<5xf64>
+    %g = ik.scatter %zeros, %y, %idx {axes = array<i64: 0>, mode = "inc"} : (tensor<5xf64>, tensor<?xf64>, tensor<3xi64>) -> tensor<5xf64>
+    %u = ik.add %A, %g : (tensor<6x5xf64>, tensor<5xf64>) -> tensor<6x5xf64>
+    func.return %u : tensor<6x5xf64>
+  }
 }
