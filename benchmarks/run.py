@@ -37,9 +37,10 @@ import linalg  # noqa: E402
 import models  # noqa: E402
 import overhead  # noqa: E402
 import rnn  # noqa: E402
+import sparse  # noqa: E402
 
 WORKLOADS: list[harness.Workload] = (elementwise.WORKLOADS + linalg.WORKLOADS + overhead.WORKLOADS
-                                     + models.WORKLOADS + rnn.WORKLOADS)
+                                     + models.WORKLOADS + rnn.WORKLOADS + sparse.WORKLOADS)
 PROFILES = os.path.join(HERE, "PROFILES.md")  # the hand-written why of each missed goal
 
 

@@ -28,19 +28,22 @@ def load(seed: int = 0):
     return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
 
 
-def build(n_in: int, n_hidden: int, n_out: int, lr: float, seed: int = 0):
-    """The training step and the predictor, compiled."""
+def init_params(n_in: int, n_hidden: int, n_out: int, seed: int = 0) -> list:
+    """W1, b1, W2, b2 as shared variables (Glorot-uniform weights, zero biases)."""
     rng = np.random.default_rng(seed)
 
     def glorot(fan_in, fan_out):
         bound = np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, (fan_in, fan_out)).astype("float32")
 
-    W1 = ik.shared(glorot(n_in, n_hidden), name="W1")
-    b1 = ik.shared(np.zeros(n_hidden, "float32"), name="b1")
-    W2 = ik.shared(glorot(n_hidden, n_out), name="W2")
-    b2 = ik.shared(np.zeros(n_out, "float32"), name="b2")
-    params = [W1, b1, W2, b2]
+    return [ik.shared(glorot(n_in, n_hidden), name="W1"), ik.shared(np.zeros(n_hidden, "float32"), name="b1"),
+            ik.shared(glorot(n_hidden, n_out), name="W2"), ik.shared(np.zeros(n_out, "float32"), name="b2")]
+
+
+def build(n_in: int, n_hidden: int, n_out: int, lr: float, seed: int = 0):
+    """The training step and the predictor, compiled."""
+    params = init_params(n_in, n_hidden, n_out, seed)
+    W1, b1, W2, b2 = params
 
     x = ik.matrix("x", dtype="float32")
     t = ik.ivector("t")
@@ -64,6 +67,13 @@ def main(epochs: int = 40, hidden: int = 128, batch: int = 32, lr: float = 0.1, 
         if ir:
             print(f"\n==== the training step at the {ir} level ====")
             print(step.ir(ir))
+    return fit(step, predict, (X_train, X_test, y_train, y_test), epochs, batch, seed, quiet)
+
+
+def fit(step, predict, data, epochs: int, batch: int, seed: int = 0, quiet: bool = False) -> float:
+    """Minibatch SGD for `epochs` passes over the shuffled training set, printing each
+    epoch's loss, test accuracy and speed; the final test accuracy."""
+    X_train, X_test, y_train, y_test = data
     rng = np.random.default_rng(seed)
     accuracy = 0.0
     for epoch in range(1, epochs + 1):

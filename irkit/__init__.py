@@ -38,6 +38,9 @@ from irkit.leaves import (  # noqa: E402
 from irkit.function import Function, function  # noqa: E402
 from irkit.gradients import Lop, Rop, grad, hessian, jacobian, jvp, stop_gradient, verify_grad, vjp  # noqa: E402
 from irkit.debugprint import debugprint  # noqa: E402
+from irkit.graph_dot import graph_svg  # noqa: E402
 from irkit.custom import OpFromGraph  # noqa: E402
 from irkit.control import ifelse, scan, until  # noqa: E402
 from irkit.dsl import compile_dsl, parse_dsl  # noqa: E402
+from irkit.random import RandomStream  # noqa: E402
+from irkit import sparse  # noqa: E402  (ik.sparse: CSR/CSC matrices)

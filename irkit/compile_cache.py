@@ -64,15 +64,22 @@ def _has_python_rules(module: ModuleOp) -> bool:
     return any(isinstance(op, CustomOp) and rule_for(op) is not None for op in module.walk())
 
 
-def graph_key(module: ModuleOp, settings: dict[str, Any]) -> str | None:
-    """The key of a graph as built (before any pass), or None when it cannot be cached."""
-    if config.cache_dir is None or _has_python_rules(module):
-        return None
+def graph_text(module: ModuleOp) -> str:
+    """The graph as text with its source locations: what the key hashes, and what a pickled
+    function carries (irkit/serialize.py), so that unpickling finds the same entry."""
     text = io.StringIO()
     Printer(stream=text, print_debuginfo=True).print_op(module)
+    return text.getvalue()
+
+
+def graph_key(module: ModuleOp, settings: dict[str, Any], text: str | None = None) -> str | None:
+    """The key of a graph as built (before any pass), or None when it cannot be cached.
+    `text` is graph_text(module) when the caller has it already (an unpickled function)."""
+    if config.cache_dir is None or _has_python_rules(module):
+        return None
     h = hashlib.sha256()
     for part in (compiler_fingerprint(), *_foreign_sources(module), json.dumps(settings, sort_keys=True),
-                 text.getvalue()):
+                 graph_text(module) if text is None else text):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

@@ -27,7 +27,7 @@ from irkit import ops as K
 from irkit.dialects.ik.control import IfOp, ScanOp, YieldOp, row_type, stacked_type, taps_attr
 from irkit.dialects.ik.create import ConstantOp, PlaceholderOp
 from irkit.errors import DTypeError, ShapeError
-from irkit.leaves import SharedVariable
+from irkit.leaves import SharedVariable, collect_default_updates
 from irkit.types import format_shape
 from irkit.variable import Variable
 
@@ -277,6 +277,11 @@ def scan(fn: Callable, sequences: Any = None, outputs_info: Any = None, non_sequ
     ret = fn(*args, *nonseqs)
     outs, updates, cond = _split_return(ret)
     outs = [K.as_variable(o) for o in outs]
+    # shared variables the step reads that say how they advance (random streams) advance every
+    # step, as in Theano's scan, unless the step's own updates name them
+    reads = outs + [K.as_variable(e) for e in updates.values()] + ([cond.cond] if cond is not None else [])
+    for s, expr in collect_default_updates(reads, list(updates), stop_at=nonseqs, per_step=True):
+        updates[s] = expr
     if outputs_info is not None and len(outs) != len(info):
         raise ValueError(f"{label}: the step returned {len(outs)} outputs, but outputs_info has {len(info)} "
                          "entries (one per output, None for one that is not fed back)")

@@ -28,7 +28,7 @@ from irkit.config import config
 from irkit.dialects.ik.create import PlaceholderOp
 from irkit.errors import (CompileError, DTypeError, IrkitError, MissingInputError,
                           ShapeError, split_kind)
-from irkit.leaves import SharedVariable, leaf_of
+from irkit.leaves import SharedVariable, collect_default_updates, leaf_of
 from irkit.pipeline import GPU_LOOPS, STAGES, make_context, run_passes
 from irkit.types import dtype_of, format_shape
 from irkit.variable import Variable
@@ -169,7 +169,8 @@ class Function:
     """A compiled function: call it with numpy arrays (or numbers), get numpy arrays back."""
 
     def __init__(self, inputs: Sequence[Variable], outputs: Any, updates: Any = None, givens: Any = None,
-                 target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None) -> None:
+                 target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None,
+                 no_default_updates: bool | Sequence[SharedVariable] = False) -> None:
         from irkit import ops
         t0 = time.perf_counter()
         if target not in ("cpu", "cuda"):
@@ -184,12 +185,49 @@ class Function:
         self.outputs = [ops.as_variable(o) for o in outs]
         self.updates = _Updates.normalize(updates)
         self.givens = _givens(givens)
+        if no_default_updates is not True:  # shared variables that say how they advance (random streams)
+            skip = [] if no_default_updates is False else list(no_default_updates)
+            self.updates += _Updates.normalize(collect_default_updates(
+                self.outputs + [e for _, e in self.updates], [s for s, _ in self.updates], self.givens, skip))
         self.allow_input_downcast = allow_input_downcast
         self.name = name or "main"
         self.timings: dict[str, float] = {}
         graph_outputs = self.outputs + [e for _, e in self.updates]
         module, self.shared = build_module(self.inputs, graph_outputs, self.givens, _symbol(self.name))
         self._graph_outputs = graph_outputs
+        self._source: ModuleOp | None = None
+        self._graph_text: str | None = None  # the graph as text, made when pickled (irkit/serialize.py)
+        self._finish(module, t0)
+
+    @classmethod
+    def _from_tensor_module(cls, module: ModuleOp, text: str, inputs: Sequence[Variable],
+                            shared: Sequence[SharedVariable], updated: Sequence[SharedVariable], single: bool,
+                            target: str, allow_input_downcast: bool, name: str, t0: float) -> "Function":
+        """A function made again from its graph as built (`func.func` at the tensor level: inputs,
+        then the shared variables it reads, as arguments; the outputs, then the new values of
+        `updated`, returned), with no Variables of the original graph: what unpickling builds.
+        `text` is the module as compile_cache.graph_text prints it; `inputs` are fresh
+        placeholders of the original names, dtypes and shapes. `module` is not modified."""
+        self = cls.__new__(cls)
+        self.target, self.single, self.allow_input_downcast, self.name = target, single, allow_input_downcast, name
+        self.timings = {}
+        self.inputs = list(inputs)
+        self._check_inputs()
+        self.shared = list(shared)
+        self.givens = {}
+        returned = [Variable(v) for v in module.body.block.first_op.body.block.last_op.operands]
+        n_out = len(returned) - len(updated)
+        self.outputs = returned[:n_out]
+        self.updates = list(zip(updated, returned[n_out:]))
+        self._graph_outputs = returned
+        self._source = module  # kept as built: ir() and pickling start from a copy of it
+        self._graph_text = text
+        self._finish(module.clone(), t0)
+        return self
+
+    def _finish(self, module: ModuleOp, t0: float) -> None:
+        """Compile the graph as built, and get ready to be called (both constructors end here)."""
+        target = self.target
         self.timings["build"] = time.perf_counter() - t0
         self._cuda = None
         if target == "cuda":
@@ -241,7 +279,7 @@ class Function:
         settings = {"isa": jit.vector_isa(), "threads": config.num_threads,
                     "parallel_threshold": config.parallel_threshold, "single": single}
         t0 = time.perf_counter()
-        key = compile_cache.graph_key(module, settings)
+        key = compile_cache.graph_key(module, settings, self._graph_text)
         hit = compile_cache.lookup(key)
         if hit:
             E.prepare()  # the runtime's symbols, which the object refers to
@@ -495,13 +533,13 @@ class Function:
     def _retranslate(self) -> None:
         """The LLVM IR of a function whose code was loaded from the cache, made again."""
         from irkit.backends import entry as E
-        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        module = self._tensor_module()
         args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
             [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
         self._translate(module, args, self.single and not self.updates)
 
     def _render(self) -> dict[str, str]:
-        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        module = self._tensor_module()
         ctx = make_context()
         texts = {"autodiff": _print(module)}
         for stage, passes in STAGES.items():
@@ -511,8 +549,21 @@ class Function:
 
     def _gpu_loops(self) -> ModuleOp:
         """The loops level as the GPU backend takes it (every product a library call)."""
-        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        module = self._tensor_module()
         return run_passes(module, STAGES["tensor"] + STAGES["fused"] + GPU_LOOPS, make_context())
+
+    def _tensor_module(self) -> ModuleOp:
+        """A fresh copy of the graph as built (tensor level, before any pass)."""
+        if self._source is not None:  # unpickled: there is no graph of Variables to build it from
+            return self._source.clone()
+        module, _ = build_module(self.inputs, self._graph_outputs, self.givens, _symbol(self.name))
+        return module
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its graph's text at the tensor level with its inputs, shared variables and
+        settings (irkit/serialize.py); unpickling compiles it again or loads it from the cache."""
+        from irkit import serialize
+        return serialize.load_function, (serialize.function_state(self),)
 
     def __repr__(self) -> str:
         names = ", ".join(self._label(k) for k in range(len(self.inputs)))
@@ -533,10 +584,19 @@ def _symbol(name: str) -> str:
 
 
 def function(inputs: Sequence[Variable], outputs: Any, updates: Any = None, givens: Any = None,
-             target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None) -> Function:
+             target: str = "cpu", allow_input_downcast: bool = False, name: str | None = None,
+             no_default_updates: bool | Sequence[SharedVariable] = False) -> Function:
     """Compile `outputs` (one variable, or a list) as a function of `inputs`.
 
     updates: (shared variable, new value) pairs, applied after a successful call.
-    givens:  variables replaced by other variables (or values) at compile time."""
-    return Function(inputs, outputs, updates, givens, target, allow_input_downcast, name)
+    givens:  variables replaced by other variables (or values) at compile time.
+    no_default_updates: True, or a list of shared variables, whose `default_update` is not
+             applied (by default every shared variable the graph reads that has one is updated
+             with it after each call, unless `updates` name it)."""
+    from irkit import sparse
+    if sparse.involves_sparse(inputs, outputs):  # fed with scipy.sparse matrices, returns them
+        return sparse.SparseFunction(inputs, outputs, updates, givens, target, allow_input_downcast, name,
+                                     no_default_updates=no_default_updates)
+    return Function(inputs, outputs, updates, givens, target, allow_input_downcast, name,
+                    no_default_updates=no_default_updates)
 

@@ -72,6 +72,10 @@ def grad(cost: Variable | None, wrt: Any, consider_constant: Sequence[Variable] 
     a list out). `known_grads` maps intermediate variables to gradients given from outside
     (then `cost` may be None); `consider_constant` variables pass no gradient."""
     wrt_list, as_list = _as_list(wrt)
+    from irkit import sparse
+    if any(sparse.is_sparse(w) for w in wrt_list):  # a sparse gradient, with the variable's pattern
+        return sparse.grad(cost, wrt, consider_constant=consider_constant,
+                           disconnected_inputs=disconnected_inputs, known_grads=known_grads)
     _check_float(wrt_list, "variable")
     consts = list(consider_constant or [])
     if cost is not None:
@@ -241,7 +245,9 @@ def verify_grad(fn, pts: Sequence[Any], n_tests: int = 2, rng: np.random.Generat
         cost = K.sum(out * direction)
     else:
         cost = out
-    f_all = function(inputs + [seed], [cost, *grad(cost, inputs, disconnected_inputs="ignore")])
+    # no_default_updates: draws (random streams) must give the same noise to every finite difference
+    f_all = function(inputs + [seed], [cost, *grad(cost, inputs, disconnected_inputs="ignore")],
+                     no_default_updates=True)
     for _ in range(n_tests):
         s = np.asarray(rng.uniform(1.0, 10.0), dtype=out.dtype)
 

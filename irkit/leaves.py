@@ -96,15 +96,44 @@ class SharedVariable(Variable):
     """A variable whose value lives between calls; functions read it and `updates=` write it.
 
     Its type has a dynamic size for each dim except those of size 1 (which broadcast), unless
-    `shape=` says otherwise; `set_value` keeps the dtype and rank and those static sizes."""
+    `shape=` says otherwise; `set_value` keeps the dtype and rank and those static sizes.
 
-    __slots__ = ("container",)
+    `default_update` (Theano's): an expression for the variable's next value, which every
+    `ik.function` whose graph reads the variable applies after each call, unless its
+    `updates=` already name the variable or it is made with `no_default_updates=`; `ik.scan`
+    applies it after each step of a step function that reads the variable, or `step_update`
+    where that is set (a random stream's counter moves by one a step, and to a fresh range of
+    2**32 a call, so that calls never meet even when a scan's updates are not passed on)."""
+
+    __slots__ = ("container", "default_update", "step_update")
 
     def __init__(self, value: np.ndarray, name: str | None, shape: tuple) -> None:
         op = _placeholder(name, value.dtype, shape, "shared")
         super().__init__(op.result, name)
         op.ik_leaf = self
         self.container = [value]
+        self.default_update: Variable | None = None
+        self.step_update: Variable | None = None
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its value, name and static shape: unpickling makes a new variable holding
+        the value. Pickle's memo makes everything pickled together (two functions that read
+        this variable) share that one new variable, as they shared this one. A default update
+        (an expression that may read this variable itself) goes in the state, which pickle
+        restores once the variable exists."""
+        state = {}
+        for attr in ("default_update", "step_update"):
+            update = getattr(self, attr, None)
+            if update is not None:
+                from irkit import serialize
+                state[attr] = serialize.expression_state(
+                    update, f"the {attr.replace('_', ' ')} of shared variable {self.name!r}")
+        return _restore_shared, (self.container[0], self.name, self.static_shape), state or None
+
+    def __setstate__(self, state: dict) -> None:
+        from irkit import serialize
+        for attr, saved in state.items():
+            setattr(self, attr, serialize.expression_from_state(saved))
 
     def get_value(self, borrow: bool = False) -> np.ndarray:
         """The current value: a copy, or the array itself with borrow=True (do not modify it)."""
@@ -137,6 +166,13 @@ class SharedVariable(Variable):
         return np.array(arr, dtype=dt, order="C", copy=True)
 
 
+def _restore_shared(value: np.ndarray, name: str | None, shape: tuple) -> SharedVariable:
+    """A pickled shared variable, made again: the value is checked like any set_value."""
+    var = SharedVariable(np.asarray(value), name, shape)
+    var.set_value(value, borrow=True)
+    return var
+
+
 def shared(value: Any, name: str | None = None, dtype: Any = None,
            shape: Sequence[int | None] | None = None, borrow: bool = False) -> SharedVariable:
     """A shared variable holding a copy of `value` (the array itself with borrow=True)."""
@@ -166,3 +202,44 @@ def leaf_of(value) -> Variable | None:
     """The input or shared variable a placeholder result stands for."""
     op = value.owner
     return getattr(op, "ik_leaf", None) if isinstance(op, PlaceholderOp) else None
+
+
+def collect_default_updates(outputs: Sequence[Variable], updated: Sequence[SharedVariable] = (),
+                            givens: dict | None = None, skip: Sequence[SharedVariable] = (),
+                            stop_at: Sequence[Variable] = (),
+                            per_step: bool = False) -> list[tuple[SharedVariable, Variable]]:
+    """(shared, shared.default_update) for every shared variable that `outputs` read and that
+    has a default update, except those in `updated` (the caller's own updates win) or `skip`.
+    The default updates' own graphs are read too (an update may read another variable that
+    has one). `givens` (value -> replacement) are followed as `ik.function` follows them;
+    the graph is not read beyond `stop_at` (a scan step's non-sequences, say: values made
+    outside the step, fixed for all its steps). `per_step`: for a scan's step, where a
+    variable's `step_update` (when set) is its update."""
+    givens = givens or {}
+    excluded = {id(s) for s in updated} | {id(s) for s in skip}
+    found: list[tuple[SharedVariable, Variable]] = []
+    seen_values: set = {v.value for v in stop_at}
+    seen_ops: set = set()
+    stack = [o.value for o in outputs]
+    while stack:
+        v = stack.pop()
+        while v in givens and v not in seen_values:  # a replaced value is not read
+            seen_values.add(v)
+            v = givens[v]
+        if v in seen_values:
+            continue
+        seen_values.add(v)
+        op = v.owner
+        if isinstance(op, PlaceholderOp):
+            leaf = leaf_of(v)
+            update = None
+            if isinstance(leaf, SharedVariable) and id(leaf) not in excluded:
+                update = leaf.step_update if per_step and leaf.step_update is not None else leaf.default_update
+            if update is not None:
+                excluded.add(id(leaf))
+                found.append((leaf, update))
+                stack.append(update.value)
+        elif op is not None and op not in seen_ops:  # region ops (scan, ifelse) list what they read as operands
+            seen_ops.add(op)
+            stack.extend(op.operands)
+    return found

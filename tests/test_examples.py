@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "examples")
 sys.path.insert(0, EXAMPLES)
@@ -13,6 +15,11 @@ def test_train_mlp_reaches_95_percent_on_digits():
     import train_mlp
     accuracy = train_mlp.main(epochs=20, quiet=True, ir=None)
     assert accuracy >= 0.95, accuracy
+
+
+def test_dropout_mlp_learns_digits():
+    import dropout_mlp
+    assert dropout_mlp.main(epochs=12, quiet=True) >= 0.93
 
 
 def test_logistic_regression_learns_digits():
@@ -47,3 +54,12 @@ def test_hessian_free_training_with_rop_through_scan():
     import hessian_free
     first, last = hessian_free.main(iterations=4, quiet=True)
     assert last < first / 5, (first, last)
+
+
+def test_torch_mlp_compiled_with_irkit_matches_eager_pytorch():
+    pytest.importorskip("torch", reason="torch not installed")
+    import torch_mlp
+    result = torch_mlp.main(steps=25, quiet=True)
+    assert result["prediction_diff"] < 1e-4, result
+    assert result["loss_diff"] < 1e-5, result
+    assert result["accuracy"] > 0.6, result

@@ -24,6 +24,9 @@ import pytest
 
 import irkit as ik
 from irkit.dialects.ik import OPS
+from irkit.dialects.ik.random import NextBelowOp
+from irkit.dialects.ik.sparse import SparseSampledDotOp
+from irkit.random import require
 
 # ---------------------------------------------------------------------------
 # the table
@@ -303,6 +306,22 @@ case("ik.scatter", "set_front", lambda x, y: ik.sin(ik.set_subtensor(x[[1, 0], :
 case("ik.scatter", "set_paired", lambda x, y: ik.set_subtensor(x[[0, 1], [2, 0]], y) ** 2,
      U(-2, 2, 2, 3), U(-2, 2, 2))
 
+# -- sparse products (dialects/ik/sparse.py), over a fixed 4 x 3 pattern with an empty row;
+#    their rules take no batched cotangents (jac=False: ik.jacobian raises a clear error)
+_PATTERN = (np.array([0, 2, 1, 0, 1]), np.array([0, 2, 2, 3, 5]), (4, 3))
+case("ik.sparse_matmul", "values_and_dense", lambda d, m: ik.sparse.dot(ik.sparse.csr(d, *_PATTERN), m),
+     U(-2, 2, 5), U(-2, 2, 3, 2), jac=False)
+case("ik.sparse_matmul_t", "values_and_dense", lambda d, m: ik.sparse.dot(m, ik.sparse.csr(d, *_PATTERN)),
+     U(-2, 2, 5), U(-2, 2, 2, 4), jac=False)
+case("ik.sparse_sampled_dot", "a_and_b",  # the values' gradient of a product: A @ B^T at the pattern
+     lambda a, b: ik.sin(ik.ops._emit(SparseSampledDotOp, [ik.constant(_PATTERN[0]), ik.constant(_PATTERN[1]), a, b])),
+     U(-2, 2, 4, 2), U(-2, 2, 3, 2), jac=False)
+
+# -- the helpers of random draws (dialects/ik/random.py): the float below a bound (the
+#    derivative of nextafter is 1), and a run-time check that passes its value through
+case("ik.next_below", "x", lambda x: ik.ops._emit(NextBelowOp, [x]), AWAY(3))
+case("ik.require", "x", lambda x: require(x * x, ik.all(x > -10), "ValueError: x must exceed -10"), U(-1, 1, 3))
+
 # -- matmul / dot in every rank combination ------------------------------------
 
 MATMUL_SHAPES = {
@@ -401,6 +420,13 @@ NO_GRADIENT = {
     "ik.any": "a bool",
     "ik.all": "a bool",
     "ik.nonzero": "int64 indices",
+    "ik.sparse_rows": "int64 indices (the row of each stored value)",
+    "ik.sparse_indptr": "int64 offsets",
+    "ik.sparse_validate": "integer indices, passed through once checked",
+    # draws: their operands are the int64 state and sizes (and int64 bounds)
+    "ik.random_uniform": "a draw from the int64 state and sizes",
+    "ik.random_normal": "a draw from the int64 state and sizes",
+    "ik.random_integers": "a draw from the int64 state and int64 bounds",
     # defined on integers and bools only
     "ik.invert": "bitwise/logical not",
     "ik.and": "bitwise/logical and",
@@ -481,6 +507,9 @@ def test_ops_without_gradient_have_no_float_result_from_floats():
         "ik.dim": ik.dim(x, 0), "ik.argmax": ik.argmax(x), "ik.argmin": ik.argmin(x, 1),
         "ik.any": ik.any(x), "ik.all": ik.all(x, 0), "ik.nonzero": ik.nonzero(x)[0],
         "ik.invert": ~i, "ik.and": i & i, "ik.or": i | i, "ik.xor": i ^ i,
+        "ik.sparse_rows": ik.sparse.coords(ik.sparse.csr_from_dense(x))[0],
+        "ik.sparse_indptr": ik.sparse.csr_from_dense(x).indptr,
+        "ik.sparse_validate": ik.sparse.csr_matrix("s").indices,
     }
     for name, v in outs.items():
         assert name in _op_names(v), f"{name}: the graph does not contain the op"

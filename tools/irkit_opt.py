@@ -3,6 +3,7 @@
     irkit-opt model.mlir -p 'canonicalize,cse,fuse'
     irkit-opt model.mlir --pass-pipeline='builtin.module(default)' --print-ir-after-all
     irkit-opt model.mlir -p default --emit=llvm
+    irkit-opt model.mlir -p canonicalize --emit=dot | dot -Tsvg > model.svg
     irkit-opt --list-passes
 
 Built on xDSL's `xDSLOptMain`: irkit's dialects and passes are registered on
@@ -55,6 +56,12 @@ def _ptx_text(module) -> str:
     """--emit=ptx: the loops level's kernels as PTX for sm_80 (libdevice linked, O3)."""
     from irkit.backends import ptx
     return ptx.emit_ptx(ptx.translate(module).device)
+
+
+def _dot_text(module) -> str:
+    """--emit=dot: the module's graph, at whatever level it is, as Graphviz DOT text."""
+    from irkit.graph_dot import to_dot
+    return to_dot(module)
 
 
 class IrkitOptMain(xDSLOptMain):
@@ -121,6 +128,7 @@ class IrkitOptMain(xDSLOptMain):
         super().register_all_targets()
         self.available_targets["llvm"] = lambda: _backend_target("llvm", _llvm_text)
         self.available_targets["ptx"] = lambda: _backend_target("ptx", _ptx_text)
+        self.available_targets["dot"] = lambda: _backend_target("dot", _dot_text)
 
     def register_all_arguments(self, parser) -> None:
         super().register_all_arguments(parser)
@@ -131,8 +139,8 @@ class IrkitOptMain(xDSLOptMain):
                             help="print the IR after each pass (to stderr)")
         parser.add_argument("--print-ir-before-all", action="store_true",
                             help="print the IR before each pass (to stderr)")
-        parser.add_argument("--emit", default=None, choices=["mlir", "llvm", "ptx"],
-                            help="the output format (default: mlir)")
+        parser.add_argument("--emit", default=None, choices=["mlir", "llvm", "ptx", "dot"],
+                            help="the output format (default: mlir; dot: the graph for Graphviz)")
         parser.add_argument("--timing", action="store_true", help="print each pass's wall time (to stderr)")
         parser.add_argument("--verify-each", action="store_true", default=True,
                             help="verify the IR after each pass (the default; --disable-verify turns it off)")
