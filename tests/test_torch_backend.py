@@ -321,7 +321,8 @@ def test_unsupported_dtype_stays_in_pytorch():
 def test_region_irkit_cannot_compile_runs_in_pytorch(monkeypatch):
     def refuse(out, x):
         raise ValueError("refused for the test")
-    monkeypatch.setitem(tb._TRANSLATIONS, torch.ops.aten.tanh, tb._Translation(refuse))
+    from irkit.torch_backend import translations
+    monkeypatch.setitem(translations._TRANSLATIONS, torch.ops.aten.tanh, translations._Translation(refuse))
     fn = lambda x: torch.tanh(x * 3) + x.sum()  # noqa: E731
     x = torch.randn(5)
     with pytest.warns(tb.TorchFallbackWarning, match="refused for the test"):
