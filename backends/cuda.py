@@ -374,8 +374,10 @@ class LoadedProgram:
 
 
 class CudaRunner:
-    """Calls a compiled function on the GPU: inputs copied in (shared variables stay on the
-    device while their value is unchanged), results copied out as numpy arrays."""
+    """Calls a compiled function on the GPU: inputs copied in, results copied out as numpy
+    arrays. Shared variables live on the device: a value uploaded once stays there while
+    the variable holds it, and a new value a call makes stays there too (the variable holds
+    a DeviceArray, copied to the host only when something reads it there)."""
 
     def __init__(self, program, ptx: str, entry: str, result_specs: list[tuple[np.dtype, int]],
                  n_shared: int, updated: dict[int, int]) -> None:
@@ -384,7 +386,8 @@ class CudaRunner:
         self.n_shared = n_shared
         self.updated = updated  # result index -> the shared slot it becomes the new value of
         self.loaded: LoadedProgram | None = None
-        self.resident: dict[int, tuple[object, int]] = {}  # shared slot -> (host array, device pointer)
+        # shared slot -> (the value the variable holds, the DeviceArray with its data)
+        self.resident: dict[int, tuple[object, DeviceArray]] = {}
         self.entry = None  # the host function as a ctypes callable, made at the first call
         self.lock = threading.Lock()
 
@@ -394,54 +397,50 @@ class CudaRunner:
         return self.loaded
 
     def run(self, arrays: list, raise_code, device_out: bool = False) -> list:
-        """Run on `arrays` (numpy arrays, or DeviceViews of buffers already on the device);
-        the results as numpy arrays, or with `device_out` the outputs (not the new values of
-        shared variables) as DeviceArrays left on the device."""
+        """Run on `arrays` (numpy arrays, DeviceArrays, or DeviceViews of a caller's device
+        buffers); the outputs as numpy arrays, or with `device_out` as DeviceArrays, then the
+        new values of the updated shared variables as DeviceArrays."""
         with self.lock:
             return self._run(arrays, raise_code, device_out)
 
     def _run(self, arrays, raise_code, device_out=False):
         loaded = self._load()
-        drv = driver()
         n_inputs = len(arrays) - self.n_shared
         args: list = []
-        temporaries: list[int] = []
-        pointers: list[int] = []
-        try:
-            for k, a in enumerate(arrays):
-                slot = k - n_inputs
-                held = self.resident.get(slot) if slot >= 0 else None
-                if isinstance(a, DeviceView):  # the caller's device buffer, used in place
-                    ptr = a.ptr
+        uploaded: list[DeviceArray] = []  # inputs copied for this call only: freed when it ends
+        seen: set[int] = set()  # the device buffers of the arguments
+        for k, a in enumerate(arrays):
+            slot = k - n_inputs
+            held = self.resident.get(slot) if slot >= 0 else None
+            if isinstance(a, DeviceView):  # the caller's device buffer, used in place
+                ptr = a.ptr
+            else:
+                if isinstance(a, DeviceArray):  # a value already on the device
+                    dev = a
                 elif held is not None and held[0] is a:
-                    ptr = held[1]
+                    dev = held[1]
                 else:
-                    ptr = drv.alloc(a.nbytes)
-                    drv.to_device(ptr, a.ctypes.data, a.nbytes)
-                    if slot >= 0:
-                        if held is not None:
-                            drv.free(held[1])
-                        self.resident[slot] = (a, ptr)
-                    else:
-                        temporaries.append(ptr)
-                pointers.append(ptr)
-                args.append(ptr)
-                args.extend(a.shape)
-            if self.entry is None:  # ranks are fixed by the signature: one prototype
-                argtypes = [t for a in arrays for t in (c_void_p, *[c_int64] * len(a.shape))]
-                self.entry = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
-            n_slots = sum(1 + rank for _, rank in self.result_specs)
-            slots = (c_int64 * max(n_slots, 1))()
-            _State.last_error = ""
-            code = self.entry(*args, ctypes.cast(slots, c_void_p))
-            if code == 0:
-                code = loaded.error_code()
-            if code:
-                self._fail(code, raise_code)
-            return self._results(slots, set(pointers), device_out)
-        finally:
-            for p in temporaries:
-                drv.free(p)
+                    dev = DeviceArray.from_numpy(a)
+                    if slot < 0:
+                        uploaded.append(dev)
+                if slot >= 0:
+                    self.resident[slot] = (a, dev)
+                ptr = dev.ptr
+            seen.add(ptr)
+            args.append(ptr)
+            args.extend(a.shape)
+        if self.entry is None:  # ranks are fixed by the signature: one prototype
+            argtypes = [t for a in arrays for t in (c_void_p, *[c_int64] * len(a.shape))]
+            self.entry = ctypes.CFUNCTYPE(c_int32, *argtypes, c_void_p)(loaded.entry)
+        n_slots = sum(1 + rank for _, rank in self.result_specs)
+        slots = (c_int64 * max(n_slots, 1))()
+        _State.last_error = ""
+        code = self.entry(*args, ctypes.cast(slots, c_void_p))
+        if code == 0:
+            code = loaded.error_code()
+        if code:
+            self._fail(code, raise_code)
+        return self._results(slots, seen, device_out)
 
     def _fail(self, code: int, raise_code) -> None:
         detail = _State.last_error
@@ -452,48 +451,30 @@ class CudaRunner:
                 e.add_note(f"  device runtime: {detail}")
             raise
 
-    def _results(self, slots, inputs: set[int], device_out: bool = False) -> list:
+    def _results(self, slots, seen: set[int], device_out: bool) -> list:
         drv = driver()
-        out, k, owned = [], 0, set()
-        kept: set[int] = set()
-        n_out = len(self.result_specs) - len(self.updated)
-        handed: set[int] = set()  # buffers a DeviceArray owns now
-        aliased = self._aliased_updates(slots) if device_out else set()
+        out, k = [], 0
         for j, (dtype, rank) in enumerate(self.result_specs):
             ptr = slots[k] & 0xFFFFFFFFFFFFFFFF
             shape = tuple(slots[k + 1:k + 1 + rank])
             k += 1 + rank
-            if device_out and j < n_out:
-                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-                mine = ptr
-                if ptr in inputs or ptr in handed or j in aliased:
-                    mine = drv.alloc(nbytes)  # the buffer is an input's or another result's: a copy
-                    drv.copy(mine, ptr, nbytes)
-                handed.add(mine)
-                out.append(DeviceArray(mine, shape, dtype, drv.free))
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if ptr in seen:  # bufferize never returns an argument or a result twice; if it did, a copy
+                fresh = drv.alloc(nbytes)
+                drv.copy(fresh, ptr, nbytes)
+                ptr = fresh
+            seen.add(ptr)
+            slot = self.updated.get(j)
+            if slot is not None or device_out:
+                dev = DeviceArray(ptr, shape, dtype, drv.free)
+                if slot is not None:  # the variable's new value: it stays here for the next call
+                    self.resident[slot] = (dev, dev)
+                out.append(dev)
                 continue
             arr = np.empty(shape, dtype=dtype)
-            drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
+            try:
+                drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
+            finally:
+                drv.free(ptr)
             out.append(arr)
-            if ptr not in inputs:
-                owned.add(ptr)
-            slot = self.updated.get(j)
-            if slot is not None:  # the new value stays on the device for the next call
-                old = self.resident.get(slot)
-                self.resident[slot] = (arr, ptr)
-                kept.add(ptr)
-                if old is not None and old[1] != ptr and old[1] not in kept:
-                    owned.add(old[1])
-        for ptr in owned - kept - handed:
-            drv.free(ptr)
         return out
-
-    def _aliased_updates(self, slots) -> set[int]:
-        """Outputs whose buffer is also the new value of a shared variable (which stays
-        resident, so the output cannot own it)."""
-        pointers, k = [], 0
-        for _, rank in self.result_specs:
-            pointers.append(slots[k] & 0xFFFFFFFFFFFFFFFF)
-            k += 1 + rank
-        updated = {pointers[j] for j in self.updated}
-        return {j for j in range(len(pointers)) if j not in self.updated and pointers[j] in updated}

@@ -100,11 +100,13 @@ class DeviceArray:
     """A result of a `target="cuda"` function left on the GPU. It owns its device buffer
     (freed with it), exports itself by DLPack, and copies to the host on `numpy()`."""
 
-    __slots__ = ("ptr", "shape", "dtype", "device_id", "_free", "__weakref__")
+    __slots__ = ("ptr", "shape", "dtype", "device_id", "_free", "_host", "__weakref__")
 
     def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype, free, device_id: int = 0) -> None:
         self.ptr, self.shape, self.dtype, self.device_id = ptr, tuple(shape), np.dtype(dtype), device_id
         self._free = free  # free(ptr), or None for a view the array does not own
+        self._host: np.ndarray | None = None  # the host copy, made at the first read (irkit never writes
+        #                                       a buffer it has handed out)
 
     @classmethod
     def from_numpy(cls, a: np.ndarray) -> "DeviceArray":
@@ -128,17 +130,24 @@ class DeviceArray:
     def nbytes(self) -> int:
         return self.size * self.dtype.itemsize
 
+    def host(self) -> np.ndarray:
+        """The data on the host, read-only: copied from the device at the first call only."""
+        if self._host is None:
+            from irkit.backends import cuda
+            out = np.empty(self.shape, self.dtype)
+            cuda.driver().to_host(out.ctypes.data, self.ptr, out.nbytes)
+            out.setflags(write=False)
+            self._host = out
+        return self._host
+
     def numpy(self) -> np.ndarray:
-        """A host copy."""
-        from irkit.backends import cuda
-        out = np.empty(self.shape, self.dtype)
-        cuda.driver().to_host(out.ctypes.data, self.ptr, out.nbytes)
-        return out
+        """A host copy of its own."""
+        return self.host().copy()
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if copy is False:
             raise ValueError("a DeviceArray lives on the GPU: reading it on the host is a copy")
-        out = self.numpy()
+        out = self.numpy() if copy else self.host()
         return out if dtype is None else out.astype(dtype)
 
     def __dlpack_device__(self) -> tuple[int, int]:

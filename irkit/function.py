@@ -350,7 +350,9 @@ class Function:
                     arrays.append(views[-1])
                 else:
                     arrays.append(self._convert(k, a))
-            arrays += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
+            # shared variables: a value a cuda function left on the device stays there
+            arrays += [a if isinstance(a, dlpack.DeviceArray) else np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"])
+                       for a in args[n:]]
             # device arrays in, device arrays out (DLPack); numpy in, numpy out
             out = self._cuda.run(arrays, self._raise, device_out=bool(views))
         finally:

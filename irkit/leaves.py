@@ -128,7 +128,7 @@ class SharedVariable(Variable):
                 from irkit import serialize
                 state[attr] = serialize.expression_state(
                     update, f"the {attr.replace('_', ' ')} of shared variable {self.name!r}")
-        return _restore_shared, (self.container[0], self.name, self.static_shape), state or None
+        return _restore_shared, (self.get_value(borrow=True), self.name, self.static_shape), state or None
 
     def __setstate__(self, state: dict) -> None:
         from irkit import serialize
@@ -136,8 +136,11 @@ class SharedVariable(Variable):
             setattr(self, attr, serialize.expression_from_state(saved))
 
     def get_value(self, borrow: bool = False) -> np.ndarray:
-        """The current value: a copy, or the array itself with borrow=True (do not modify it)."""
+        """The current value: a copy, or the array itself with borrow=True (do not modify it).
+        A value a `target="cuda"` function left on the GPU is copied to the host here, once."""
         v = self.container[0]
+        if not isinstance(v, np.ndarray):  # a DeviceArray: its host copy is made once, read-only
+            v = v.host()
         return v if borrow else v.copy()
 
     def set_value(self, value: Any, borrow: bool = False) -> None:

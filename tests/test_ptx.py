@@ -257,12 +257,21 @@ def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path, launcher):
         f = ik.function([x], ik.sum(x), updates=[(W, W * 2)], target="cuda")
         for _ in range(3):
             f(np.ones(4, np.float32))
-        print(W.get_value().shape)
+        print("read")
+        print(W.get_value().shape, W.get_value(borrow=True).flags.writeable)
+        g = ik.function([], W.sum())  # a CPU function reads the host copy
+        print(type(g()).__name__)
+        W.set_value(np.zeros(1000, np.float32))  # a host value: uploaded at the next call
+        f(np.ones(4, np.float32))
     """, tmp_path, launcher)
-    assert out.strip() == "(1000,)"
-    uploads = [line for line in log if line.startswith("alloc 4000")]
-    # the first call uploads W (1) and makes its new value (3 calls: 3); no upload after that
-    assert len(uploads) == 4, log
+    assert out.split("\n")[1:3] == ["(1000,) False", "ndarray"], out
+    allocs = [line for line in log if line.startswith("alloc 4000")]
+    # the first call uploads W (1) and makes its new value (3 calls: 3); set_value's value is
+    # uploaded (1) and the fourth call makes a new one (1)
+    assert len(allocs) == 6, log
+    # new values stay on the device: W is read back once, when get_value asks (twice: cached)
+    assert len([line for line in log if line.startswith("dtoh 4000")]) == 1, log
+    assert len([line for line in log if line.startswith("htod 4000")]) == 2, log
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
