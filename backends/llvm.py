@@ -72,6 +72,12 @@ GEMM = {"irkit_gemm_f32": ("irkit_sgemm", F32), "irkit_gemm_f64": ("irkit_dgemm"
 GEMV = {"irkit_gemv_f32": ("irkit_sgemv", F32), "irkit_gemv_f64": ("irkit_dgemv", F64)}
 
 
+# The iterations a loop with data-dependent bounds is taken to run, when a parallel loop's
+# work is weighed against the parallel threshold: a sparse product over 1e5 rows of 10
+# stored values each is then split (2 threads: 3.2 -> 2.0 ms at k = 1, 196 -> 96 ms at 64).
+DATA_DEPENDENT_TRIP = 16
+
+
 def ll_type(t: Attribute) -> ir.Type:
     if isinstance(t, IndexType):
         return I64
@@ -740,15 +746,20 @@ class FunctionTranslator:
         return fn
 
     def _inner_extents(self, op: scf.ParallelOp, inside: set) -> list[ir.Value]:
-        """Trip counts of the loops nested first in the body, when known outside it."""
+        """Trip counts of the loops nested first in the body, when known outside it; a loop
+        whose bounds the body computes (a CSR row's stored values: indptr[i] to indptr[i+1])
+        counts as DATA_DEPENDENT_TRIP iterations, so that such a kernel is split on its rows."""
         out = []
         block = op.body.block
         while True:
             loop = next((o for o in block.ops if isinstance(o, scf.ForOp)), None)
             if loop is None or any(v in inside for v in (loop.lb, loop.ub)):
-                return out
+                break
             out.append(self.b.sub(self.v(loop.ub), self.v(loop.lb)))
             block = loop.body.block
+        if any(isinstance(o, scf.ForOp) and (o.lb in inside or o.ub in inside) for o in op.body.walk()):
+            out.append(I64(DATA_DEPENDENT_TRIP))
+        return out
 
     def _if(self, op: scf.IfOp) -> None:
         """A branch; a memref it yields is handed over: the result gets its own cleanup slot

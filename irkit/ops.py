@@ -49,6 +49,10 @@ def constant(value: Any, dtype: Any = None, name: str | None = None) -> Variable
     arrays keep their dtype unless `dtype` is given."""
     if isinstance(value, Variable):
         return value if dtype is None else cast(value, dtype)
+    if getattr(value, "__irkit_defer__", False):  # a sparse matrix where a dense tensor is needed
+        raise TypeError(f"a sparse matrix ({value!r}) cannot be used as a dense tensor here: ik.sparse "
+                        "has dot, multiply (S * D), sum and the pattern-keeping ops; ik.sparse.dense(S) "
+                        "makes it dense")
     if dtype is not None:
         dt = as_dtype(dtype)
     elif _is_py_scalar(value):

@@ -118,6 +118,8 @@ class SparseVariable:
     __hash__ = object.__hash__
 
     # -- operators ------------------------------------------------------------------
+    __irkit_defer__ = True  # a dense Variable on the left hands `@` and `*` to these (variable.py)
+
     def __matmul__(self, other: Any) -> Variable:
         return dot(self, other)
 

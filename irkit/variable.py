@@ -19,6 +19,12 @@ from irkit.types import dtype_of, format_shape, static_shape
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_$.]*")
 
 
+def _defers(o: Any) -> bool:
+    """Whether `o` is another kind of operand that implements the reflected operator itself
+    (a sparse matrix: `dense @ S`, `dense * S`), which Python then calls."""
+    return getattr(o, "__irkit_defer__", False)
+
+
 class Variable:
     """A symbolic tensor: the result of an op, or a named input."""
 
@@ -97,7 +103,7 @@ class Variable:
     def __radd__(self, o): return _ops.add(o, self)
     def __sub__(self, o): return _ops.sub(self, o)
     def __rsub__(self, o): return _ops.sub(o, self)
-    def __mul__(self, o): return _ops.mul(self, o)
+    def __mul__(self, o): return NotImplemented if _defers(o) else _ops.mul(self, o)
     def __rmul__(self, o): return _ops.mul(o, self)
     def __truediv__(self, o): return _ops.true_divide(self, o)
     def __rtruediv__(self, o): return _ops.true_divide(o, self)
@@ -107,7 +113,7 @@ class Variable:
     def __rmod__(self, o): return _ops.mod(o, self)
     def __pow__(self, o): return _ops.pow(self, o)
     def __rpow__(self, o): return _ops.pow(o, self)
-    def __matmul__(self, o): return _ops.matmul(self, o)
+    def __matmul__(self, o): return NotImplemented if _defers(o) else _ops.matmul(self, o)
     def __rmatmul__(self, o): return _ops.matmul(o, self)
     def __neg__(self): return _ops.neg(self)
     def __pos__(self): return self

@@ -6,6 +6,7 @@ and the GPU backend's text."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -345,3 +346,35 @@ def test_ptx_of_products_and_gradients_assembles(tmp_path):
     path.write_text(text)
     proc = subprocess.run(["ptxas", "-arch=sm_80", str(path), "-o", os.devnull], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[:2000]
+
+
+def test_a_dense_variable_on_the_left_hands_over_to_the_sparse_operand():
+    """`M @ S` and `D * S` with a symbolic dense M or D (Variable's operators defer to the
+    sparse matrix); other operators say how to use a sparse matrix instead."""
+    S, M, D = ik.sparse.csr_matrix("S"), ik.matrix("M"), ik.matrix("D")
+    f = ik.function([S, M, D], [M @ S, D * S])
+    A = sp.csr_matrix(np.array([[1.0, 0, 2], [0, 3, 0]]))
+    B, C = np.arange(8.0).reshape(4, 2), np.arange(6.0).reshape(2, 3)
+    product, sampled = f(A, B, C)
+    np.testing.assert_allclose(product, B @ A.toarray())
+    assert sp.issparse(sampled) and sampled.format == "csr"
+    np.testing.assert_allclose(sampled.toarray(), A.multiply(C).toarray())
+    with pytest.raises(TypeError, match=r"cannot be used as a dense tensor here.*ik.sparse.dense\(S\)"):
+        M + S
+
+
+def test_a_product_over_many_rows_is_split_across_threads(monkeypatch):
+    """The rows' loops have data-dependent bounds (indptr[i] to indptr[i+1]): the kernel is
+    weighed as that many more iterations, so a product over many short rows runs on threads."""
+    monkeypatch.setattr(ik.config, "num_threads", 2)
+    S, M = ik.sparse.csr_matrix("S"), ik.matrix("M")
+    f = ik.function([S, M], ik.sparse.dot(S, M))
+    if f._llvm_text is None:  # loaded from the compile cache: make the LLVM IR again
+        f._retranslate()
+    from irkit.backends.llvm import DATA_DEPENDENT_TRIP
+    # the work weighed against the threshold: rows times the row loop's assumed trip count
+    assert re.search(rf"mul i64 %\S+, {DATA_DEPENDENT_TRIP}\b", f._llvm_text)
+    rng = np.random.default_rng(3)
+    A = sp.random(40_000, 50, density=0.1, format="csr", random_state=4)
+    B = rng.standard_normal((50, 3))
+    np.testing.assert_allclose(f(A, B), A @ B, rtol=1e-12, atol=1e-12)
