@@ -88,6 +88,14 @@ class Driver:
         self.sm = f"sm_{major.value}{minor.value}"
         self.cuDevicePrimaryCtxRetain(byref(ctx), dev)
         self.cuCtxSetCurrent(ctx)
+        self.device = dev
+
+    def attribute(self, attr: int) -> int:
+        """A CUdevice_attribute of the device (75/76: compute capability, 36: memory clock
+        in kHz, 37: memory bus width in bits, ...)."""
+        value = c_int()
+        self.cuDeviceGetAttribute(byref(value), attr, self.device)
+        return value.value
 
     def _fn(self, name: str, *argtypes) -> None:
         try:
@@ -174,7 +182,12 @@ class BindingsDriver:
         self.sm = f"sm_{major}{minor}"
         self.context = self._call("cuDevicePrimaryCtxRetain", dev)
         self._call("cuCtxSetCurrent", self.context)
+        self.device = dev
         self._modules: dict[int, object] = {}  # the binding objects, kept alive by address
+
+    def attribute(self, attr: int) -> int:
+        """A CUdevice_attribute of the device, by number (as the ctypes driver takes it)."""
+        return int(self._call("cuDeviceGetAttribute", self.cu.CUdevice_attribute(attr), self.device))
 
     def _call(self, name: str, *args):
         err, *values = getattr(self.cu, name)(*args)

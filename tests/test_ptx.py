@@ -354,6 +354,24 @@ def test_device_arrays_in_and_out_by_dlpack(fake_libcuda, tmp_path, launcher):
     assert all(k > last_launch for k, ln in enumerate(log) if ln == f"free {hex(input_ptr)}")  # not the caller's
 
 
+def test_gpu_benchmark_script_runs_against_the_fake_driver(fake_libcuda, tmp_path):
+    """benchmarks/gpu.py, the run prepared for a lent device, end to end on the fake driver
+    (which runs no kernel, so its numeric checks are skipped here: plumbing only)."""
+    out_md = tmp_path / "gpu.md"
+    out, _ = _run_with(fake_libcuda, f"""
+        import sys
+        sys.argv = ["gpu.py", "--quick", "--output", {str(out_md)!r}]
+        sys.path.insert(0, {os.path.join(os.path.dirname(HERE), "benchmarks")!r})
+        import gpu
+        gpu.check = lambda *args, **kwargs: None
+        gpu.main()
+    """, tmp_path)
+    table = out_md.read_text()
+    assert "Device: fake device (sm_90)" in table
+    for name in ("x + 1", "transcendental chain", "softmax-xent", "MLP 784-500-10", "matmul 256^3 float64"):
+        assert f"| {name}" in table, table
+
+
 def test_an_unknown_launcher_is_named(monkeypatch):
     from irkit.backends import cuda
     monkeypatch.setenv("IRKIT_CUDA_DRIVER", "pycuda")
