@@ -243,6 +243,27 @@ def test_batch_size_change_recompiles():
     assert {(7, 12), (9, 12)} <= batch_inputs and (4, 12) not in batch_inputs
 
 
+def test_a_region_keeps_its_most_recent_shapes_only(monkeypatch, caplog):
+    """Ever new batch sizes do not grow a region without bound: beyond MAX_SPECIALIZATIONS the
+    least recently used compile is dropped (said once in the log), and results stay right."""
+    monkeypatch.setattr(tb, "MAX_SPECIALIZATIONS", 2)
+    torch.manual_seed(0)
+    model = MLP()
+    fast = compiled(model)
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="irkit.torch_backend"):
+        for n in (4, 5, 6, 7, 6, 8):
+            x = torch.randn(n, 12)
+            torch.testing.assert_close(fast(x), model(x))
+    dynamic = tb.reports[-1]
+    (region,) = dynamic.regions
+    assert len(region.specializations) == 2 and region.evicted == 2  # 5, 6, 7, 8 met; 6 reused
+    # each signature's batch: the rows of its (n, 12) input (the first layer's weight is (16, 12))
+    kept = [{p[1][0] for p in sig if p[0] == "tensor" and len(p[1]) == 2 and p[1][1] == 12} - {16}
+            for sig in region.specializations]
+    assert kept == [{6}, {8}]  # the most recently used, oldest first
+    assert sum("has seen more than 2 input shapes" in r.getMessage() for r in caplog.records) == 1
+
+
 class Views(nn.Module):
     def __init__(self):
         super().__init__()

@@ -316,22 +316,32 @@ def _to_torch(array: np.ndarray) -> torch.Tensor:
     return torch.from_dlpack(array)
 
 
+# Input signatures (shape sets) a region keeps compiled; beyond that the least recently used
+# is dropped, so a model fed ever new batch sizes does not grow without bound.
+MAX_SPECIALIZATIONS = 16
+
+
 class IrkitRegion(torch.nn.Module):
-    """A partition of an FX graph run by irkit: compiled once per input signature; a
-    signature irkit cannot translate runs the region's ATen ops in PyTorch instead."""
+    """A partition of an FX graph run by irkit: compiled once per input signature (the most
+    recent MAX_SPECIALIZATIONS kept); a signature irkit cannot translate runs the region's
+    ATen ops in PyTorch instead."""
 
     def __init__(self, graph_module: fx.GraphModule, name: str) -> None:
         super().__init__()
         self.graph_module = graph_module
         self.name = name
         self.op_names = [op_name(n) for n in graph_module.graph.nodes if n.op == "call_function"]
-        self.specializations: dict[_Signature, _CompiledRegion | None] = {}
+        self.specializations: collections.OrderedDict[_Signature, _CompiledRegion | None] = \
+            collections.OrderedDict()
+        self.evicted = 0
 
     def forward(self, *args: Any) -> Any:
         signature = _signature_of_args(args)
         compiled = self.specializations.get(signature, _MISSING)
         if compiled is _MISSING:
             compiled = self.specialize(signature)
+        else:
+            self.specializations.move_to_end(signature)
         if compiled is None:
             return self.graph_module(*args)
         return compiled(args)
@@ -348,6 +358,13 @@ class IrkitRegion(torch.nn.Module):
         else:
             logger.debug("compiled region %s for %s: %s", self.name, signature, ", ".join(self.op_names))
         self.specializations[signature] = compiled
+        if len(self.specializations) > MAX_SPECIALIZATIONS:
+            self.specializations.popitem(last=False)
+            if not self.evicted:
+                logger.warning("region %s has seen more than %d input shapes; it keeps the %d most recent "
+                               "compiled (each new shape compiles again)", self.name, MAX_SPECIALIZATIONS,
+                               MAX_SPECIALIZATIONS)
+            self.evicted += 1
         return compiled
 
     @property
