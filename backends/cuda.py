@@ -26,6 +26,7 @@ import ctypes
 import os
 import sys
 import threading
+import warnings
 from ctypes import POINTER, byref, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint, c_uint64, c_void_p
 
 import numpy as np
@@ -264,6 +265,84 @@ def driver() -> Driver | BindingsDriver:
         return _driver
 
 
+# -- cuBLAS ----------------------------------------------------------------------------------------
+
+class Cublas:
+    """cuBLAS's gemm through ctypes, for the products of `target="cuda"` functions. The library
+    comes from `IRKIT_LIBCUBLAS`, NVIDIA's nvidia-cublas wheels, `$CUDA_HOME`/`$CUDA_PATH` or
+    the loader's path; `IRKIT_CUBLAS=0` keeps irkit's own tiled kernel."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lib = ctypes.CDLL(path)
+        handle = c_void_p()
+        status = self.lib.cublasCreate_v2(byref(handle))
+        if status:
+            raise DeviceError(f"cublasCreate failed with status {status} ({path})")
+        self.handle = handle
+        args = [c_void_p, c_int, c_int, c_int, c_int, c_int, c_void_p, c_void_p, c_int, c_void_p, c_int,
+                c_void_p, c_void_p, c_int]
+        self.sgemm, self.dgemm = self.lib.cublasSgemm_v2, self.lib.cublasDgemm_v2
+        for fn in (self.sgemm, self.dgemm):
+            fn.argtypes, fn.restype = args, c_int
+
+    def gemm(self, bits: int, ta: bool, tb: bool, m: int, n: int, k: int, alpha: float, a: int, lda: int,
+             b: int, ldb: int, beta: float, c: int, ldc: int) -> None:
+        """Row-major C (m x n) = alpha op(A) op(B) + beta C, which column-major cuBLAS sees as
+        C^T = op(B)^T op(A)^T: B's memory first (transposed when op(B) is), then A's."""
+        scalar = ctypes.c_float if bits == 32 else ctypes.c_double
+        al, be = scalar(alpha), scalar(beta)
+        fn = self.sgemm if bits == 32 else self.dgemm
+        status = fn(self.handle, int(tb), int(ta), n, m, k, byref(al), b, ldb, a, lda, byref(be), c, ldc)
+        if status:
+            raise DeviceError(f"cuBLAS {'s' if bits == 32 else 'd'}gemm failed with status {status} "
+                              f"(m={m}, n={n}, k={k})")
+
+
+def _cublas_candidates() -> list[str]:
+    import glob
+    import importlib.util
+    found = []
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        found += sorted(glob.glob(os.path.join(root, "cublas", "lib", "libcublas.so*")), reverse=True)
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            found += sorted(glob.glob(os.path.join(os.environ[var], "lib64", "libcublas.so*")), reverse=True)
+    found += ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]
+    return [f for f in found if "Lt" not in os.path.basename(f)]
+
+
+_cublas: Cublas | None | bool = False  # False: not looked for yet
+_cublas_lock = threading.Lock()
+
+
+def cublas() -> Cublas | None:
+    """The process's cuBLAS, found on first use; None when there is none (or IRKIT_CUBLAS=0)."""
+    global _cublas
+    with _cublas_lock:
+        if _cublas is False:
+            _cublas = None
+            if os.environ.get("IRKIT_CUBLAS", "1") != "0":
+                explicit = os.environ.get("IRKIT_LIBCUBLAS")
+                if explicit:
+                    try:
+                        _cublas = Cublas(explicit)
+                    except OSError as e:
+                        raise DeviceError(f"IRKIT_LIBCUBLAS={explicit!r} cannot be loaded: {e}") from None
+                for path in [] if explicit else _cublas_candidates():
+                    try:
+                        _cublas = Cublas(path)
+                        break
+                    except OSError:
+                        continue  # not there
+                    except DeviceError as e:  # there, but unusable: irkit's own kernel instead
+                        warnings.warn(f"irkit: cuBLAS at {path} cannot be used ({e}); products run irkit's "
+                                      "tiled kernel", RuntimeWarning, stacklevel=2)
+                        break
+        return _cublas
+
+
 # -- the host runtime ------------------------------------------------------------------------------
 
 class _State:
@@ -319,6 +398,15 @@ def _launch(prog, kernel, params, gx, gy, bx, by, shared):
     return 0
 
 
+@_guard(2)
+def _gemm(bits, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    blas = cublas()
+    if blas is None:
+        return 1  # the host code launches irkit's tiled kernel instead
+    blas.gemm(bits, bool(ta), bool(tb), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    return 0
+
+
 @_guard(None)
 def _global(prog, index):
     return _State.programs[prog].globals[index]
@@ -339,6 +427,9 @@ _CALLBACKS = {
                                            c_int32, c_int32), _launch),
     "irkit_cuda_global": (ctypes.CFUNCTYPE(c_void_p, c_int64, c_int32), _global),
     "irkit_cuda_scratch": (ctypes.CFUNCTYPE(c_void_p, c_int64), _scratch),
+    "irkit_cuda_gemm": (ctypes.CFUNCTYPE(c_int32, c_int32, ctypes.c_int8, ctypes.c_int8, c_int64, c_int64, c_int64,
+                                         ctypes.c_double, c_void_p, c_int64, c_void_p, c_int64, ctypes.c_double,
+                                         c_void_p, c_int64), _gemm),
 }
 _registered: list = []
 

@@ -16,8 +16,9 @@
     only pass scalars between ops stay on the host and reach kernels by value, and a full
     reduction whose value only device stores use stays in its device cell, which the storing
     kernel reads (`backends/ptx_scalars.py`);
-  - `@irkit_gemm_*` / `@irkit_gemv_*` are launches of a tiled kernel (`irkit_gemm_f32`,
-    16x16 tiles in shared memory);
+  - `@irkit_gemm_*` / `@irkit_gemv_*` are cuBLAS calls where cuBLAS is found (see
+    `backends/cuda.py`), else launches of a tiled kernel (`irkit_gemm_f32`, 16x16 tiles in
+    shared memory);
   - transcendentals call libdevice (`__nv_expf`, ...; never `llvm.exp` & co., which kill
     the process in NVPTX codegen). Without libdevice, float32 exp/log/tanh and their
     family are defined here on `ex2.approx`/`lg2.approx` with range reduction; any other
@@ -73,6 +74,10 @@ RUNTIME = {
     "irkit_cuda_launch": (I32, [I64, I32, PTR, I32, I32, I32, I32, I32]),  # prog, kernel, params, grid, block, smem
     "irkit_cuda_global": (PTR, [I64, I32]),
     "irkit_cuda_scratch": (PTR, [I64]),
+    # cuBLAS when it is there: (bits, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) of a
+    # row-major C = alpha op(A) op(B) + beta C; 0 done, 1 no cuBLAS (launch the tiled kernel)
+    "irkit_cuda_gemm": (I32, [I32, I8, I8, I64, I64, I64, ir.DoubleType(), PTR, I64, PTR, I64, ir.DoubleType(),
+                              PTR, I64]),
 }
 PROGRAM_GLOBAL = "irkit_cuda_program"
 ERROR_GLOBAL = "irkit_error"

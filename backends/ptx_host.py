@@ -294,11 +294,24 @@ class HostFunctionTranslator(FunctionTranslator):
             raise CompileError(f"ptx: call to unknown function @{name}")
         ft = ll_type(op.arguments[5].type if name.startswith("irkit_gemm_") else op.arguments[3].type)
         kernel = self.dev.gemm(ft)
-        fields = [b.zext(ta, I8) if ta.type == I1 else ta, b.zext(tb, I8) if tb.type == I1 else tb, m, n, k,
-                  alpha, A.ptr, offa, lda, B.ptr, offb, ldb, beta, C.ptr, offc, ldc]
+        ta8, tb8 = (b.zext(t, I8) if t.type == I1 else t for t in (ta, tb))
+        fields = [ta8, tb8, m, n, k, alpha, A.ptr, offa, lda, B.ptr, offb, ldb, beta, C.ptr, offc, ldc]
         grid = (b.udiv(b.add(n, I64(TILE - 1)), I64(TILE)), b.udiv(b.add(m, I64(TILE - 1)), I64(TILE)))
+        size = I64(4 if ft == F32 else 8)
+
+        def at(buf, off):  # the device address of element `off`
+            return b.gep(buf.ptr, [b.mul(off, size)], source_etype=I8)
+
+        def wide(x):
+            return x if ft != F32 else b.fpext(x, ir.DoubleType())
+
         with b.if_then(b.and_(b.icmp_signed(">", m, I64(0)), b.icmp_signed(">", n, I64(0)))):
-            self.launch(kernel, fields, grid, (I64(TILE), I64(TILE)))
+            status = b.call(self._runtime("irkit_cuda_gemm"),
+                            [I32(32 if ft == F32 else 64), ta8, tb8, m, n, k, wide(alpha), at(A, offa), lda,
+                             at(B, offb), ldb, wide(beta), at(C, offc), ldc])
+            with b.if_then(b.icmp_signed("==", status, I32(1))):  # no cuBLAS: the tiled kernel
+                self.launch(kernel, fields, grid, (I64(TILE), I64(TILE)))
+            self._status(b.select(b.icmp_signed("==", status, I32(1)), I32(0), status), f"cuBLAS's gemm for @{name}")
 
     # -- code that touches buffers outside parallel loops ------------------------------------------
     def operation(self, op: Operation):

@@ -205,6 +205,16 @@ def fake_libcuda(tmp_path_factory):
     return str(out)
 
 
+@pytest.fixture(scope="module")
+def fake_libcublas(fake_libcuda):
+    """A fake libcublas next to the fake driver: its gemm computes on the fake device memory
+    (host memory), so products on target="cuda" give real numbers under the fake driver."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    out = os.path.join(os.path.dirname(fake_libcuda), "libcublas.so")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", out, os.path.join(HERE, "fake_libcublas.c")], check=True)
+    return out
+
+
 LAUNCHERS = ["ctypes", "cuda-bindings"]
 
 
@@ -215,6 +225,8 @@ def _run_with(lib: str, code: str, tmp_path, launcher: str = "ctypes", **env) ->
     log = tmp_path / "cuda.log"
     log.write_text("")
     full = dict(os.environ, FAKE_CUDA_LOG=str(log), IRKIT_CUDA_DRIVER=launcher, **env)
+    if "IRKIT_LIBCUBLAS" not in env:  # never a real cuBLAS (from a wheel here) on the fake driver
+        full["IRKIT_CUBLAS"] = "0"
     if launcher == "ctypes":
         full["IRKIT_LIBCUDA"] = lib
     else:
@@ -370,6 +382,44 @@ def test_gpu_benchmark_script_runs_against_the_fake_driver(fake_libcuda, tmp_pat
     assert "Device: fake device (sm_90)" in table
     for name in ("x + 1", "transcendental chain", "softmax-xent", "MLP 784-500-10", "matmul 256^3 float64"):
         assert f"| {name}" in table, table
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_products_go_to_cublas_with_the_row_major_operands_swapped(fake_libcuda, fake_libcublas, tmp_path,
+                                                                  launcher):
+    """Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T for cuBLAS; the fake
+    cuBLAS computes what real cuBLAS would, so the products (transposed operands, gemv's
+    one-row form, a batched 3-d product) are checked against numpy."""
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        rng = np.random.default_rng(0)
+        for dt in ("float32", "float64"):
+            A, B, C = ik.matrix("A", dt), ik.matrix("B", dt), ik.matrix("C", dt)
+            f = ik.function([A, B, C], [A @ B, A.T @ C, B @ C.T], target="cuda")
+            a, b, c = (rng.standard_normal(s).astype(dt) for s in ((3, 4), (4, 5), (3, 5)))
+            tol = 1e-5 if dt == "float32" else 1e-12
+            print(all(np.allclose(g, w, rtol=tol, atol=tol) for g, w in zip(f(a, b, c), [a @ b, a.T @ c, b @ c.T])))
+        v, M, w = ik.vector("v"), ik.matrix("M"), ik.vector("w")
+        g = ik.function([v, M, w], [ik.dot(v, M), ik.dot(M, w), ik.dot(v, M.T.T)], target="cuda")
+        vv, Mv, wv = rng.standard_normal(30), rng.standard_normal((30, 31)), rng.standard_normal(31)
+        print(all(np.allclose(x, y) for x, y in zip(g(vv, Mv, wv), [vv @ Mv, Mv @ wv, vv @ Mv])))
+        T, W = ik.tensor3("T"), ik.matrix("W")
+        t, ww = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))
+        print(np.allclose(ik.function([T, W], ik.matmul(T, W), target="cuda")(t, ww), t @ ww))
+    """, tmp_path, launcher, IRKIT_LIBCUBLAS=fake_libcublas)
+    assert out.split() == ["True"] * 4, out
+    assert {line.split()[1] for line in log if line.startswith("cublas")} == {"sgemm", "dgemm"}
+    assert not any(line.startswith("launch irkit_gemm") for line in log)  # the tiled kernel is not used
+
+
+def test_without_cublas_products_launch_the_tiled_kernel(fake_libcuda, tmp_path):
+    _, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        A = ik.matrix("A", "float32")
+        ik.function([A], A @ A, target="cuda")(np.ones((20, 20), np.float32))
+    """, tmp_path, IRKIT_CUBLAS="0")
+    launch = next(line.split() for line in log if line.startswith("launch irkit_gemm_f32"))
+    assert launch[2:6] == ["2", "2", "16", "16"]  # 20 x 20 in 16 x 16 tiles
 
 
 def test_an_unknown_launcher_is_named(monkeypatch):
