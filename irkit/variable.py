@@ -84,6 +84,13 @@ class Variable:
         label = f"{self.name!r}, " if self.name else ""
         return f"Variable({label}{self.dtype.name}, shape={format_shape(self.static_shape)})"
 
+    def __reduce__(self):
+        # a node of a graph being built (xDSL objects, not picklable); a compiled function
+        # carries its graph as text and pickles (irkit/serialize.py)
+        from irkit.serialize import NotPicklableError
+        raise NotPicklableError(f"{self!r} is a node of a graph being built and does not pickle; pickle the "
+                                "compiled function instead (ik.function(...) carries its graph)")
+
     def __bool__(self) -> bool:
         raise TypeError("a symbolic variable has no truth value: use ik.where for elementwise "
                         "choices (or compare numbers after calling the compiled function)")

@@ -300,3 +300,12 @@ def test_a_function_that_draws_random_numbers_continues_its_stream():
     np.testing.assert_array_equal(g(X), f(X))
     np.testing.assert_array_equal(g(X), f(X))  # the states advance alike
     assert not np.array_equal(g(X), g(X))
+
+
+def test_a_variable_of_a_graph_being_built_says_to_pickle_the_function():
+    x = ik.vector("x")
+    for v in (x, ik.exp(x) + 1):
+        with pytest.raises(pickle.PicklingError, match="pickle the compiled function instead"):
+            pickle.dumps(v)
+    f = ik.function([x], ik.exp(x) + 1)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(f))(np.zeros(2)), [2.0, 2.0])
