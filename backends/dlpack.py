@@ -41,7 +41,7 @@ class DLTensor(ctypes.Structure):
 
 
 class DLManagedTensor(ctypes.Structure):
-    pass
+    """DLPack's owner record; its fields are set below, since its deleter takes a pointer to it."""
 
 
 _DELETER = ctypes.CFUNCTYPE(None, POINTER(DLManagedTensor))

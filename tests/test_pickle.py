@@ -154,8 +154,6 @@ def test_an_expression_over_shared_variables_round_trips():
     np.testing.assert_array_equal(a.get_value(), np.arange(3.0))
 
 
-@pytest.mark.skipif(not hasattr(ik.SharedVariable, "default_update"),
-                    reason="shared variables have no default_update here")
 def test_a_default_update_travels_with_its_shared_variable():
     s = ik.shared(np.zeros(2), name="counter")
     s.default_update = s + 1.0
