@@ -5,8 +5,9 @@
   (the C++ default has SLP off);
 - libmvec is loaded so that vectorised transcendentals resolve, and its ISA
   picked to match the host ("d" = AVX2, 256 bits);
-- scipy's BLAS is reachable by name (`irkit_sgemm`, `irkit_dgemm`), never by a
-  baked-in address, so compiled objects stay cacheable across processes.
+- the BLAS (numpy's bundled OpenBLAS, else scipy's) is reachable by name
+  (`irkit_sgemm`, `irkit_dgemm`, ...), never by a baked-in address, so compiled objects
+  stay cacheable across processes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import ctypes
 import ctypes.util
 import functools
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
@@ -28,7 +31,7 @@ def initialize() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.initialize_native_asmparser()
-    _register_blas()
+    _blas_library()
 
 
 def new_target_machine() -> llvm.TargetMachine:
@@ -78,51 +81,102 @@ def _capsule_pointer(capsule) -> int:
 BLAS_FUNCTIONS = ("sgemm", "dgemm", "sgemv", "dgemv")
 
 
-def _register_blas() -> None:
-    """scipy's BLAS (Fortran ABI) as irkit_sgemm etc. From the OpenBLAS that scipy's wheel
-    bundles when it is there (35 ms), else through scipy.linalg.cython_blas, the same
-    functions behind Cython wrappers (importing scipy.linalg costs about 200 ms)."""
-    global _blas_threads_setter
-    bundled = _scipy_bundled_blas()
-    if bundled is not None:
-        for fn in BLAS_FUNCTIONS:
-            llvm.add_symbol("irkit_" + fn, ctypes.cast(getattr(bundled, f"scipy_{fn}_"), ctypes.c_void_p).value)
-        _blas_threads_setter = getattr(bundled, "scipy_openblas_set_num_threads", None)
-        set_blas_threads(config.num_threads)
-        return
+@dataclass(frozen=True)
+class BlasLibrary:
+    """The BLAS that compiled code calls as irkit_sgemm etc. (Fortran ABI).
+
+    `int_bits` is the width of its integer arguments: 64 for numpy's ILP64 OpenBLAS, 32 for
+    scipy's. Compiled code depends on it, so it is part of the compile cache's key."""
+    name: str
+    int_bits: int
+    set_threads: Callable[[int], None] | None = None
+    get_threads: Callable[[], int] | None = None
+
+
+def _register_blas() -> BlasLibrary:
+    """Pick the BLAS and make its functions reachable by name. Each is a build of the
+    scipy-openblas project (scipy's BLAS), tried in order:
+
+    1. the OpenBLAS that numpy's wheel bundles (ILP64, `scipy_sgemm_64_`): numpy's own
+       products use it, so the process keeps one BLAS thread pool. Two pools, each spinning
+       after its work, slowed irkit's products at 2 threads right after numpy's had run (the
+       784-500-10 MLP at batch 10: about 150 against 100-120 ms per 600 examples, here).
+       It is also the newer build (0.3.31 against scipy's 0.3.30; a 10x784 @ 784x500
+       sgemm alone took 400 against 630 us pinned to one core, though the whole step at 1
+       thread showed no difference beyond this machine's noise);
+    2. the OpenBLAS that scipy's wheel bundles (LP64);
+    3. scipy.linalg.cython_blas, the same functions behind Cython wrappers (LP64; importing
+       scipy.linalg costs about 200 ms).
+    IRKIT_BLAS=numpy or IRKIT_BLAS=scipy picks one of the bundled builds."""
+    import os
+    wanted = os.environ.get("IRKIT_BLAS", "")
+    if wanted not in ("", "numpy", "scipy"):
+        raise ValueError(f"IRKIT_BLAS must be 'numpy' or 'scipy', not {wanted!r}")
+    for package, lib, suffix, bits, set_threads in _bundled_openblas():
+        if wanted and package != wanted:
+            continue
+        if all(hasattr(lib, f"scipy_{fn}_{suffix}") for fn in BLAS_FUNCTIONS):
+            for fn in BLAS_FUNCTIONS:
+                llvm.add_symbol("irkit_" + fn, ctypes.cast(getattr(lib, f"scipy_{fn}_{suffix}"), ctypes.c_void_p).value)
+            setter = getattr(lib, set_threads, None)
+            getter = getattr(lib, set_threads.replace("set_", "get_"), None)
+            return BlasLibrary(lib._name, bits, (lambda n, f=setter: f(ctypes.c_int(n))) if setter else None,
+                               getter)
+    if wanted:
+        raise ValueError(f"IRKIT_BLAS={wanted}: {wanted}'s wheel bundles no OpenBLAS here "
+                         "(unset IRKIT_BLAS to use the BLAS that scipy.linalg offers)")
     import scipy.linalg.cython_blas as blas
     for fn in BLAS_FUNCTIONS:
         llvm.add_symbol("irkit_" + fn, _capsule_pointer(blas.__pyx_capi__[fn]))
+    return BlasLibrary("scipy.linalg.cython_blas", 32)
 
 
-_blas_threads_setter = None
+def blas() -> BlasLibrary:
+    """The BLAS compiled code calls (loaded with the JIT)."""
+    initialize()
+    return _blas_library()
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_library() -> BlasLibrary:
+    library = _register_blas()
+    if config.num_threads_explicit and library.set_threads is not None:
+        library.set_threads(config.num_threads)
+    return library
 
 
 def set_blas_threads(n: int) -> None:
-    """Let the BLAS irkit calls use `n` threads, as irkit's own kernels do (config.num_threads
-    sets both; OpenBLAS otherwise takes every core, or OPENBLAS_NUM_THREADS). It is scipy's
-    OpenBLAS, not numpy's: numpy's own products are not affected."""
-    if _blas_threads_setter is not None:
-        _blas_threads_setter(ctypes.c_int(n))
+    """Let the BLAS irkit calls use `n` threads, as irkit's own kernels do. `config.num_threads`
+    sets both when it is set (or IRKIT_NUM_THREADS is); otherwise the BLAS keeps its own
+    count (OPENBLAS_NUM_THREADS, or every core). With numpy's OpenBLAS this is numpy's
+    count too: one library, one thread pool."""
+    if _blas_library.cache_info().currsize == 0:
+        return  # not loaded yet: it takes config.num_threads when it loads
+    library = _blas_library()
+    if library.set_threads is not None:
+        library.set_threads(n)
 
 
-def _scipy_bundled_blas() -> ctypes.CDLL | None:
+def _bundled_openblas() -> Iterator[tuple[str, ctypes.CDLL, str, int, str]]:
+    """(package, library, symbol suffix, integer bits, thread-count setter) of the OpenBLAS builds
+    that numpy's and scipy's wheels bundle, numpy's first; each loads only when reached."""
     import glob
     import importlib.util
     import os
-    spec = importlib.util.find_spec("scipy")
-    if spec is None or spec.origin is None:
-        return None
-    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "scipy.libs",
-                                  "libscipy_openblas*.so*"))
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-            if all(hasattr(lib, f"scipy_{fn}_") for fn in BLAS_FUNCTIONS):
-                return lib
-        except OSError:
+    places = (("numpy", "libscipy_openblas64_*", "64_", 64, "scipy_openblas_set_num_threads64_"),
+              ("scipy", "libscipy_openblas-*", "", 32, "scipy_openblas_set_num_threads"))
+    for package, pattern, suffix, bits, setter in places:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
             continue
-    return None
+        here = os.path.dirname(spec.origin)
+        # Linux and Windows wheels: <site-packages>/<package>.libs; macOS: <package>/.dylibs
+        for folder in (os.path.join(os.path.dirname(here), package + ".libs"), os.path.join(here, ".dylibs")):
+            for path in sorted(glob.glob(os.path.join(folder, pattern))):
+                try:
+                    yield package, ctypes.CDLL(path), suffix, bits, setter
+                except OSError:
+                    continue
 
 
 def register_symbol(name: str, address: int) -> None:

@@ -882,19 +882,25 @@ class FunctionTranslator:
         b.ret(I32(0))
 
     # -- calls ------------------------------------------------------------------------
+    def _to_blas_int(self, value):
+        """An index (i64) as the BLAS's integer: itself for ILP64, truncated for LP64."""
+        bint = _blas_int()
+        return value if bint == I64 else self.b.trunc(value, bint)
+
     def _gemv(self, op: func.CallOp, sym: str, ft) -> None:
         """`@irkit_gemv_*(trans, M, N, alpha, A, offA, lda, X, offX, beta, Y, offY)`: BLAS's
         column-major y = alpha op(A) x + beta y (Fortran ABI), unit strides."""
         (trans, m, n, alpha, A, offa, lda, X, offx, beta, Y, offy) = [self.v(x) for x in op.arguments]
         b, eb = self.b, self.entry_builder
+        bint = _blas_int()
         ch = eb.alloca(I8)
-        im, in_, ilda, inc = (eb.alloca(I32) for _ in range(4))
+        im, in_, ilda, inc = (eb.alloca(bint) for _ in range(4))
         pal, pbe = eb.alloca(ft), eb.alloca(ft)
         b.store(b.select(trans, I8(ord("T")), I8(ord("N"))), ch)
-        b.store(b.trunc(m, I32), im)
-        b.store(b.trunc(n, I32), in_)
-        b.store(b.trunc(b.select(b.icmp_signed("<", lda, I64(1)), I64(1), lda), I32), ilda)
-        b.store(I32(1), inc)
+        b.store(self._to_blas_int(m), im)
+        b.store(self._to_blas_int(n), in_)
+        b.store(self._to_blas_int(b.select(b.icmp_signed("<", lda, I64(1)), I64(1), lda)), ilda)
+        b.store(bint(1), inc)
         b.store(alpha, pal)
         b.store(beta, pbe)
         pa = b.gep(A.ptr, [offa], inbounds=True, source_etype=ft)
@@ -928,17 +934,18 @@ class FunctionTranslator:
         def slot(ty):
             return eb.alloca(ty)
 
+        bint = _blas_int()
         ch_a, ch_b = slot(I8), slot(I8)
-        im, in_, ik, ilda, ildb, ildc = (slot(I32) for _ in range(6))
+        im, in_, ik, ilda, ildb, ildc = (slot(bint) for _ in range(6))
         pal, pbe = slot(ft), slot(ft)
         # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap A and B.
         b.store(b.select(tb, I8(ord("T")), I8(ord("N"))), ch_b)
         b.store(b.select(ta, I8(ord("T")), I8(ord("N"))), ch_a)
         for dst, val in ((im, m), (in_, n), (ik, k)):
-            b.store(b.trunc(val, I32), dst)
+            b.store(self._to_blas_int(val), dst)
         for dst, val in ((ilda, lda), (ildb, ldb), (ildc, ldc)):
             one = I64(1)
-            b.store(b.trunc(b.select(b.icmp_signed("<", val, one), one, val), I32), dst)
+            b.store(self._to_blas_int(b.select(b.icmp_signed("<", val, one), one, val)), dst)
         b.store(alpha, pal)
         b.store(beta, pbe)
         pa = b.gep(A.ptr, [offa], inbounds=True, source_etype=ft)
@@ -955,14 +962,20 @@ class FunctionTranslator:
                 with row:
                     gemv_sym = GEMV["irkit_gemv_f32" if ft == F32 else "irkit_gemv_f64"][0]
                     gemv = self.tr.declare(gemv_sym, ir.VoidType(), [PTR] * 11)
-                    vm, vn, incx, incy = (slot(I32) for _ in range(4))
-                    b.store(b.trunc(b.select(tb, k, n), I32), vm)  # op(B)^T as BLAS sees B
-                    b.store(b.trunc(b.select(tb, n, k), I32), vn)
-                    b.store(b.select(ta, b.load(ilda, typ=I32), I32(1)), incx)  # the row of op(A)
-                    b.store(I32(1), incy)
+                    vm, vn, incx, incy = (slot(bint) for _ in range(4))
+                    b.store(self._to_blas_int(b.select(tb, k, n)), vm)  # op(B)^T as BLAS sees B
+                    b.store(self._to_blas_int(b.select(tb, n, k)), vn)
+                    b.store(b.select(ta, b.load(ilda, typ=bint), bint(1)), incx)  # the row of op(A)
+                    b.store(bint(1), incy)
                     b.call(gemv, [ch_b, vm, vn, pal, pb, ildb, pa, incx, pbe, pc, incy])
                 with full:
                     b.call(gemm, [ch_b, ch_a, in_, im, ik, pal, pb, ildb, pa, ilda, pbe, pc, ildc])
+
+
+def _blas_int() -> ir.IntType:
+    """The integer type of the BLAS that compiled code calls (backends.jit picks it)."""
+    from irkit.backends import jit
+    return ir.IntType(jit.blas().int_bits)
 
 
 def _fastmath(op) -> tuple:

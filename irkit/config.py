@@ -25,13 +25,14 @@ def _default_cache_dir() -> str | None:
 class Config:
     """Global settings. `floatX` is the default float dtype of new variables and constants."""
 
-    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify", "_cache_dir")
+    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify", "_cache_dir", "_threads_explicit")
 
     def __init__(self) -> None:
         self._floatX = os.environ.get("IRKIT_FLOATX", "float64")
         if self._floatX not in _FLOATS:
             raise ValueError(f"IRKIT_FLOATX must be one of {_FLOATS}, not {self._floatX!r}")
         self._num_threads = int(os.environ.get("IRKIT_NUM_THREADS", str(min(os.cpu_count() or 1, 8))))
+        self._threads_explicit = "IRKIT_NUM_THREADS" in os.environ
         self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
         self._verify = os.environ.get("IRKIT_VERIFY", "") not in ("", "0")
         # Elements a kernel must touch before it is split across threads: a fork/join
@@ -62,9 +63,16 @@ class Config:
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"config.num_threads must be a positive int, not {value!r}")
         self._num_threads = value
+        self._threads_explicit = True
         jit = sys.modules.get("irkit.backends.jit")  # BLAS follows, once irkit has loaded it
         if jit is not None:
             jit.set_blas_threads(value)
+
+    @property
+    def num_threads_explicit(self) -> bool:
+        """Whether num_threads was chosen (set, or IRKIT_NUM_THREADS): only then does irkit
+        set the BLAS's thread count, which is numpy's too when irkit calls numpy's OpenBLAS."""
+        return self._threads_explicit
 
     @property
     def debug(self) -> bool:

@@ -276,7 +276,7 @@ class Function:
         args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
             [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
         single = self.single and not self.updates
-        settings = {"isa": jit.vector_isa(), "threads": config.num_threads,
+        settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits, "threads": config.num_threads,
                     "parallel_threshold": config.parallel_threshold, "single": single}
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)

@@ -485,21 +485,87 @@ def test_vector_matrix_products_above_the_inline_size_use_gemv(dtype, rng):
 
 
 def test_blas_threads_follow_config_num_threads(rng):
-    """config.num_threads sets the threads of the BLAS irkit calls, as of its own kernels
-    (scipy's bundled OpenBLAS; numpy's BLAS is left alone), and products stay right."""
+    """config.num_threads sets the threads of the BLAS irkit calls, as of its own kernels,
+    and products stay right."""
     from irkit.backends import jit
     A = ik.matrix("A")
     f = ik.function([A], A @ A)  # loads irkit's BLAS
-    lib = jit._scipy_bundled_blas()
-    if lib is None or not hasattr(lib, "scipy_openblas_get_num_threads"):
-        pytest.skip("scipy's wheel bundles no OpenBLAS here (BLAS through scipy.linalg.cython_blas)")
+    lib = jit.blas()
+    if lib.get_threads is None:
+        pytest.skip(f"the BLAS irkit calls ({lib.name}) has no thread-count functions")
     before = ik.config.num_threads
     a = rng.standard_normal((200, 200))
     try:
         for n in (1, 2):
             ik.config.num_threads = n
-            assert lib.scipy_openblas_get_num_threads() == n
+            assert lib.get_threads() == n
             np.testing.assert_allclose(f(a), a @ a, rtol=1e-12, atol=1e-12)
     finally:
         ik.config.num_threads = before
-    assert lib.scipy_openblas_get_num_threads() == before
+    assert lib.get_threads() == before
+
+
+def test_blas_is_numpys_openblas_when_numpy_bundles_one():
+    """One OpenBLAS in the process: irkit calls the build numpy's wheel bundles (ILP64)."""
+    import glob
+    import os
+    from irkit.backends import jit
+    here = os.path.dirname(np.__file__)
+    bundled = glob.glob(os.path.join(os.path.dirname(here), "numpy.libs", "libscipy_openblas64_*")) + \
+        glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas64_*"))
+    if not bundled or os.environ.get("IRKIT_BLAS"):
+        pytest.skip("numpy's wheel bundles no OpenBLAS here, or IRKIT_BLAS picks another")
+    assert jit.blas().int_bits == 64
+    assert "openblas64_" in jit.blas().name
+
+
+BLAS_SCRIPT = """
+import numpy as np, irkit as ik
+from irkit.backends import jit
+A, B, M, x = ik.matrix("A", dtype="float32"), ik.matrix("B", dtype="float32"), ik.matrix("M"), ik.vector("x")
+f = ik.function([A, B, M, x], [A @ B, A.T @ A, M @ x, M[:1] @ M.T])
+r = np.random.default_rng(0)
+a, b = r.standard_normal((70, 50), dtype=np.float32), r.standard_normal((50, 40), dtype=np.float32)
+b2 = r.standard_normal((70, 40), dtype=np.float32)
+m, v = r.standard_normal((30, 20)), r.standard_normal(20)
+ab, atb, mv, m1m = f(a, b, m, v)
+np.testing.assert_allclose(ab, a @ b, rtol=1e-4, atol=1e-4)
+np.testing.assert_allclose(mv, m @ v, rtol=1e-12)
+np.testing.assert_allclose(m1m, m[:1] @ m.T, rtol=1e-12)
+g = ik.function([A, B], A.T @ B)
+np.testing.assert_allclose(g(a, b2), a.T @ b2, rtol=1e-4, atol=1e-4)
+print(jit.blas().int_bits, "llvm-jit" not in f.timings)
+"""
+
+
+@pytest.mark.parametrize("order", [("numpy", "scipy"), ("scipy", "numpy")])
+def test_blas_choice_and_compile_cache(tmp_path, order):
+    """IRKIT_BLAS picks numpy's (ILP64) or scipy's (LP64) OpenBLAS; compiled code passes
+    integers of the chosen width, so an object compiled for one is never loaded for the
+    other from the shared compile cache (it would pass 64-bit sizes to a 32-bit BLAS)."""
+    import os
+    import subprocess
+    import sys
+    bits, hits = [], []
+    for lib in order + order:  # the second round compiles nothing: the cache answers
+        env = dict(os.environ, IRKIT_BLAS=lib, IRKIT_CACHE_DIR=str(tmp_path))
+        proc = subprocess.run([sys.executable, "-c", BLAS_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 and "bundles no" in proc.stderr:
+            pytest.skip(proc.stderr.strip().splitlines()[-1])
+        assert proc.returncode == 0, proc.stderr
+        bits.append(int(proc.stdout.split()[0]))
+        hits.append(proc.stdout.split()[1] == "True")
+    expect = {"numpy": 64, "scipy": 32}
+    assert bits == [expect[lib] for lib in order + order]
+    assert hits == [False, False, True, True]
+
+
+def test_blas_choice_rejects_unknown_names():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, IRKIT_BLAS="mkl")
+    proc = subprocess.run([sys.executable, "-c", "import irkit as ik; m = ik.matrix('m'); ik.function([m], m @ m)"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "IRKIT_BLAS must be 'numpy' or 'scipy', not 'mkl'" in proc.stderr
