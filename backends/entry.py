@@ -6,7 +6,9 @@ function written in LLVM IR, so that a call from Python goes straight to machine
 native byte order; for a 0-d input also a numpy scalar of exactly its dtype, or a
 Python float for float64, whose value the kernel reads in place), calls the kernel
 function, and wraps each result buffer in a new ndarray that owns it (a capsule frees
-it with the array). Anything the checks do not accept (keywords included), it hands to
+it with the array). A donated argument (a shared variable the function may update in
+place) must also be a writable ndarray that overlaps no other argument; a result that
+is its buffer is returned as that same array. Anything the checks do not accept (keywords included), it hands to
 `self[0]`, the Python slow path, with the same arguments: conversions and error
 messages live there. A failed run-time check in the kernel calls
 `self[1](code, *args)`, which raises, naming the arguments.
@@ -36,7 +38,7 @@ OFF_TYPE, OFF_DATA, OFF_ND, OFF_DIMS, OFF_DESCR, OFF_FLAGS = 8, 16, 24, 32, 56, 
 OFF_BYTEORDER, OFF_TYPENUM = 26, 28
 API_ARRAY_TYPE, API_DESCR_FROM_TYPE, API_NEW_FROM_DESCR, API_SET_BASE = 2, 45, 94, 282
 API_TABLE_SIZE = 400  # entries of numpy's _ARRAY_API read here (numpy 2.x has about 370)
-NPY_C_CONTIGUOUS, NPY_ALIGNED, NPY_CARRAY = 0x1, 0x100, 0x501
+NPY_C_CONTIGUOUS, NPY_ALIGNED, NPY_WRITEABLE, NPY_CARRAY = 0x1, 0x100, 0x400, 0x501
 OFF_SCALAR_VALUE = 16  # the value of a numpy scalar (and of a Python float) after PyObject_HEAD
 METH_FASTCALL, METH_KEYWORDS = 0x80, 0x02
 
@@ -45,12 +47,14 @@ METH_FASTCALL, METH_KEYWORDS = 0x80, 0x02
 class ArgSpec:
     dtype: np.dtype
     shape: tuple  # ints, None where dynamic
+    donated: bool = False  # the kernel may write into it (and return it as a result)
 
 
 @dataclass(frozen=True)
 class ResultSpec:
     dtype: np.dtype
     rank: int
+    donated_arg: int | None = None  # the argument whose buffer this result may be
 
 
 def accepted_typenums(dt: np.dtype) -> tuple[int, ...]:
@@ -155,14 +159,17 @@ class EntryBuilder:
         b.cbranch(ok_n, nxt, fallback)
         b.position_at_end(nxt)
         call_args: list[ir.Value] = []
+        objs: list[ir.Value] = []
+        extents: list[tuple[ir.Value, ir.Value] | None] = []  # [start, end) of each array's bytes
         for k, spec in enumerate(args):
             obj = b.load(b.gep(argv, [I64(k)], inbounds=True, source_etype=PTR), typ=PTR)
             obj_type = field(obj, OFF_TYPE, PTR)
             is_array = b.icmp_unsigned("==", obj_type, array_type)
             fields = fn.append_basic_block(f"arg{k}")
             done = fn.append_basic_block(f"arg{k}.ok")
+            objs.append(obj)
             scalar_data = None
-            if not spec.shape:  # a 0-d input also takes a scalar of exactly its dtype
+            if not spec.shape and not spec.donated:  # a 0-d input also takes a scalar of exactly its dtype
                 scalar = fn.append_basic_block(f"arg{k}.scalar")
                 b.cbranch(is_array, fields, scalar)
                 b.position_at_end(scalar)
@@ -178,7 +185,7 @@ class EntryBuilder:
             b.position_at_end(fields)
             ok = b.icmp_signed("==", field(obj, OFF_ND, I32), I32(len(spec.shape)))
             flags = field(obj, OFF_FLAGS, I32)
-            need = I32(NPY_C_CONTIGUOUS | NPY_ALIGNED)
+            need = I32(NPY_C_CONTIGUOUS | NPY_ALIGNED | (NPY_WRITEABLE if spec.donated else 0))
             ok = b.and_(ok, b.icmp_unsigned("==", b.and_(flags, need), need))
             descr = field(obj, OFF_DESCR, PTR)
             typenum = field(descr, OFF_TYPENUM, I32)
@@ -203,12 +210,30 @@ class EntryBuilder:
             b.position_at_end(done)
             if scalar_data is None:
                 call_args.append(array_data)
+                nbytes = I64(spec.dtype.itemsize)
+                for d in dims:
+                    nbytes = b.mul(nbytes, d)
+                start = b.ptrtoint(array_data, I64)
+                extents.append((start, b.add(start, nbytes)))
             else:
+                extents.append(None)
                 data = b.phi(PTR)
                 data.add_incoming(array_data, array_end)
                 data.add_incoming(scalar_data, scalar)
                 call_args.append(data)
             call_args.extend(dims)
+        # a donated argument is written: no other argument may see its bytes
+        for k, spec in enumerate(args):
+            if not spec.donated:
+                continue
+            start, end = extents[k]
+            for j, other in enumerate(extents):
+                if j == k or other is None:
+                    continue
+                overlap = b.and_(b.icmp_unsigned("<", start, other[1]), b.icmp_unsigned("<", other[0], end))
+                separate = fn.append_basic_block(f"arg{k}.apart{j}")
+                b.cbranch(overlap, fallback, separate)
+                b.position_at_end(separate)
         slots_ptr = b.gep(slots, [I32(0), I32(0)], inbounds=True)
         status = b.call(kernel, call_args + [slots_ptr])
         failed = fn.append_basic_block("failed")
@@ -236,10 +261,55 @@ class EntryBuilder:
         b.ret(got)
 
         b.position_at_end(wrap)
-        self._wrap_results(fn, b, api_fn, array_type, slots, results, single)
+        arg_data = [call_args[sum(1 + len(a.shape) for a in args[:k])] for k in range(len(args))]
+        self._wrap_results(fn, b, api_fn, array_type, slots, results, single, objs, arg_data)
         return name
 
-    def _wrap_results(self, fn, b, api_fn, array_type, slots, results, single) -> None:
+    def _wrap_results(self, fn, b, api_fn, array_type, slots, results, single, objs, arg_data) -> None:
+        datas, arrays = [], []
+        off = 0
+        offsets = []
+        owned = []  # whether each result's buffer is new (not a donated argument's)
+        for r in results:
+            offsets.append(off)
+            datas.append(b.inttoptr(b.load(b.gep(slots, [I32(0), I32(off)], inbounds=True), typ=I64), PTR))
+            owned.append(I1(1) if r.donated_arg is None else
+                         b.icmp_unsigned("!=", datas[-1], arg_data[r.donated_arg]))
+            off += 1 + r.rank
+        incref = self.decl("Py_IncRef", ir.VoidType(), [PTR])
+        for k, (r, data) in enumerate(zip(results, datas)):
+            if r.donated_arg is not None:  # the argument itself, updated in place
+                same, new = fn.append_basic_block(f"wrap{k}.same"), fn.append_basic_block(f"wrap{k}.new")
+                joined = fn.append_basic_block(f"wrap{k}.joined")
+                b.cbranch(owned[k], new, same)
+                b.position_at_end(same)
+                b.call(incref, [objs[r.donated_arg]])
+                b.branch(joined)
+                b.position_at_end(new)
+                made = self._new_array(fn, b, k, r, data, slots, offsets, datas, owned, arrays, api_fn,
+                                       array_type)
+                new_end = b.block
+                b.branch(joined)
+                b.position_at_end(joined)
+                arr = b.phi(PTR)
+                arr.add_incoming(objs[r.donated_arg], same)
+                arr.add_incoming(made, new_end)
+                arrays.append(arr)
+                continue
+            arrays.append(self._new_array(fn, b, k, r, data, slots, offsets, datas, owned, arrays, api_fn,
+                                          array_type))
+        if single and len(arrays) == 1:
+            b.ret(arrays[0])
+            return
+        lst = b.call(self.decl("PyList_New", PTR, [I64]), [I64(len(arrays))])
+        set_item = self.decl("PyList_SetItem", I32, [PTR, I64, PTR])
+        for k, a in enumerate(arrays):
+            b.call(set_item, [lst, I64(k), a])
+        b.ret(lst)
+
+    def _new_array(self, fn, b, k, r, data, slots, offsets, datas, owned, arrays, api_fn, array_type) -> ir.Value:
+        """An ndarray owning result k's buffer (a capsule frees it); on failure, free what is
+        not yet wrapped, drop what is, and return NULL from the entry."""
         decref = self.decl("Py_DecRef", ir.VoidType(), [PTR])
         free = self.decl("irkit_free", ir.VoidType(), [PTR])
         capsule_new = self.decl("PyCapsule_New", PTR, [PTR, PTR, PTR])
@@ -250,40 +320,25 @@ class EntryBuilder:
         t_descr = ir.FunctionType(PTR, [I32])
         t_new = ir.FunctionType(PTR, [PTR, PTR, I32, PTR, PTR, PTR, I32, PTR])
         t_base = ir.FunctionType(I32, [PTR, PTR])
-        datas, arrays = [], []
-        off = 0
-        offsets = []
-        for r in results:
-            offsets.append(off)
-            datas.append(b.inttoptr(b.load(b.gep(slots, [I32(0), I32(off)], inbounds=True), typ=I64), PTR))
-            off += 1 + r.rank
-        for k, (r, data) in enumerate(zip(results, datas)):
-            dims = b.gep(slots, [I32(0), I32(offsets[k] + 1)], inbounds=True)
-            descr = b.call(_cast_fn(b, descr_from_type, t_descr), [I32(r.dtype.num)])
-            arr = b.call(_cast_fn(b, new_from_descr, t_new),
-                         [array_type, descr, I32(r.rank), dims, ir.Constant(PTR, None), data,
-                          I32(NPY_CARRAY), ir.Constant(PTR, None)])
-            fail = fn.append_basic_block(f"wrap{k}.fail")
-            ok = fn.append_basic_block(f"wrap{k}.ok")
-            b.cbranch(b.icmp_unsigned("==", arr, ir.Constant(PTR, None)), fail, ok)
-            b.position_at_end(fail)
-            for d in datas[k:]:
+        dims = b.gep(slots, [I32(0), I32(offsets[k] + 1)], inbounds=True)
+        descr = b.call(_cast_fn(b, descr_from_type, t_descr), [I32(r.dtype.num)])
+        arr = b.call(_cast_fn(b, new_from_descr, t_new),
+                     [array_type, descr, I32(r.rank), dims, ir.Constant(PTR, None), data,
+                      I32(NPY_CARRAY), ir.Constant(PTR, None)])
+        fail = fn.append_basic_block(f"wrap{k}.fail")
+        ok = fn.append_basic_block(f"wrap{k}.ok")
+        b.cbranch(b.icmp_unsigned("==", arr, ir.Constant(PTR, None)), fail, ok)
+        b.position_at_end(fail)
+        for d, mine in zip(datas[k:], owned[k:]):
+            with b.if_then(mine):
                 b.call(free, [d])
-            for a in arrays:
-                b.call(decref, [a])
-            b.ret(ir.Constant(PTR, None))
-            b.position_at_end(ok)
-            cap = b.call(capsule_new, [data, ir.Constant(PTR, None), destructor])
-            b.call(_cast_fn(b, set_base, t_base), [arr, cap])
-            arrays.append(arr)
-        if single and len(arrays) == 1:
-            b.ret(arrays[0])
-            return
-        lst = b.call(self.decl("PyList_New", PTR, [I64]), [I64(len(arrays))])
-        set_item = self.decl("PyList_SetItem", I32, [PTR, I64, PTR])
-        for k, a in enumerate(arrays):
-            b.call(set_item, [lst, I64(k), a])
-        b.ret(lst)
+        for a in arrays:
+            b.call(decref, [a])
+        b.ret(ir.Constant(PTR, None))
+        b.position_at_end(ok)
+        cap = b.call(capsule_new, [data, ir.Constant(PTR, None), destructor])
+        b.call(_cast_fn(b, set_base, t_base), [arr, cap])
+        return arr
 
 
 class _FunctionPointerLoad(ir.instructions.LoadInstr):

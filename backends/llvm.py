@@ -288,9 +288,13 @@ class FunctionTranslator:
         self.tr = tr
         self.fn = fn
         self.env: dict[SSAValue, object] = {}
+        # allocas go to the entry block, before its branch to the body (whatever the body's
+        # first op makes of its own block: a parallel loop ends it at once)
         entry = fn.append_basic_block("entry")
-        self.b = ir.IRBuilder(entry)
+        body = fn.append_basic_block("body")
+        self.b = ir.IRBuilder(body)
         self.entry_builder = ir.IRBuilder(entry)
+        self.entry_builder.position_before(self.entry_builder.branch(body))
         self.error_block = fn.append_basic_block("error")
         self.error_phi = None
         self.alloc_slots: list[ir.Value] = []

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.ir import Block, SSAValue
 from xdsl.printer import Printer
 
@@ -29,7 +29,7 @@ from irkit.dialects.ik.create import PlaceholderOp
 from irkit.errors import (CompileError, DTypeError, IrkitError, MissingInputError,
                           ShapeError, split_kind)
 from irkit.leaves import SharedVariable, collect_default_updates, leaf_of
-from irkit.pipeline import GPU_LOOPS, STAGES, make_context, run_passes
+from irkit.pipeline import GPU_FUSED, GPU_LOOPS, STAGES, make_context, run_passes
 from irkit.types import dtype_of, format_shape
 from irkit.variable import Variable
 
@@ -273,10 +273,10 @@ class Function:
         from irkit.backends import entry as E
         from irkit.backends import jit
         t = self.timings
-        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
-            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
+        args = self._arg_specs()
         single = self.single and not self.updates
         settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits, "threads": config.num_threads,
+                    "donate": sorted(self._donations().items()),
                     "parallel_threshold": config.parallel_threshold, "single": single}
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
@@ -289,6 +289,7 @@ class Function:
             self.messages, entry = hit["messages"], hit["entry"]
             self._llvm_text = None
         else:
+            self._donate(module)  # after the key: the graph as built (and pickled) keys the cache
             entry = self._translate(module, args, single)
             t0 = time.perf_counter()
             compiled = jit.compile_ir(self._llvm_text)
@@ -311,8 +312,9 @@ class Function:
         translation = tr.translate(module)
         self.messages = translation.messages
         kernel = translation.module.globals[_symbol(self.name)]
-        results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape())) for v in
-                   (o.value for o in self._graph_outputs)]
+        donated = {res: arg for arg, res in self._donations().items()}
+        results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape()), donated.get(k))
+                   for k, v in enumerate(o.value for o in self._graph_outputs)]
         E.prepare()
         entry = E.EntryBuilder(translation.module).build(kernel, args, results, single=single)
         self._llvm_text = str(translation.module)
@@ -324,7 +326,7 @@ class Function:
         the first call (which raises DeviceError when there is none)."""
         from irkit.backends import cuda, ptx
         t = self.timings
-        run_passes(module, STAGES["tensor"] + STAGES["fused"] + GPU_LOOPS, make_context(), t)
+        run_passes(module, STAGES["tensor"] + GPU_FUSED + GPU_LOOPS, make_context(), t)
         t0 = time.perf_counter()
         program = ptx.translate(module)
         self.messages = program.messages
@@ -443,6 +445,10 @@ class Function:
             raise CompileError(f"{self.name}: the native entry rejected arguments the slow path prepared")
         converted = [self._convert(k, a) for k, a in enumerate(args[:n])]
         converted += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
+        for k in self._donations():  # written in place: a private, writable array
+            a = converted[k]
+            if not a.flags.writeable or any(np.may_share_memory(a, o) for j, o in enumerate(converted) if j != k):
+                converted[k] = a.copy()
         self._local.busy = True
         try:
             return self._native.call(*converted)
@@ -536,12 +542,42 @@ class Function:
         """The LLVM IR of a function whose code was loaded from the cache, made again."""
         from irkit.backends import entry as E
         module = self._tensor_module()
-        args = [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
-            [E.ArgSpec(s.dtype, s.static_shape) for s in self.shared]
-        self._translate(module, args, self.single and not self.updates)
+        self._donate(module)
+        self._translate(module, self._arg_specs(), self.single and not self.updates)
+
+    # -- shared variables updated in place ----------------------------------------------
+    def _donations(self) -> dict[int, int]:
+        """argument -> result: each shared variable this function updates (on the CPU) may be
+        overwritten with its new value in place (bufferize decides where it is safe)."""
+        if self.target != "cpu":
+            return {}
+        slot = {id(s): k for k, s in enumerate(self.shared)}
+        n_in, n_out = len(self.inputs), len(self.outputs)
+        return {n_in + slot[id(s)]: n_out + j for j, (s, _) in enumerate(self.updates) if id(s) in slot}
+
+    def _donate(self, module: ModuleOp) -> None:
+        """Mark the donated arguments of the module's function (`irkit.donate` = the result)."""
+        from irkit.passes.bufferize import DONATE
+        donations = self._donations()
+        if not donations:
+            return
+        fn = module.body.block.first_op
+        attrs = [dict(a.data) for a in fn.arg_attrs.data] if fn.arg_attrs is not None else \
+            [{} for _ in fn.body.block.args]
+        for arg, res in donations.items():
+            attrs[arg][DONATE] = IntegerAttr(res, 64)
+        fn.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in attrs])
+
+    def _arg_specs(self) -> list:
+        from irkit.backends import entry as E
+        donated = self._donations()
+        n_in = len(self.inputs)
+        return [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
+            [E.ArgSpec(s.dtype, s.static_shape, n_in + k in donated) for k, s in enumerate(self.shared)]
 
     def _render(self) -> dict[str, str]:
         module = self._tensor_module()
+        self._donate(module)
         ctx = make_context()
         texts = {"autodiff": _print(module)}
         for stage, passes in STAGES.items():
@@ -552,7 +588,7 @@ class Function:
     def _gpu_loops(self) -> ModuleOp:
         """The loops level as the GPU backend takes it (every product a library call)."""
         module = self._tensor_module()
-        return run_passes(module, STAGES["tensor"] + STAGES["fused"] + GPU_LOOPS, make_context())
+        return run_passes(module, STAGES["tensor"] + GPU_FUSED + GPU_LOOPS, make_context())
 
     def _tensor_module(self) -> ModuleOp:
         """A fresh copy of the graph as built (tensor level, before any pass)."""

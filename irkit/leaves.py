@@ -136,15 +136,18 @@ class SharedVariable(Variable):
             setattr(self, attr, serialize.expression_from_state(saved))
 
     def get_value(self, borrow: bool = False) -> np.ndarray:
-        """The current value: a copy, or the array itself with borrow=True (do not modify it).
-        A value a `target="cuda"` function left on the GPU is copied to the host here, once."""
+        """The current value: a copy, or the array itself with borrow=True (do not modify it;
+        a function that updates this variable may write the new value into it, as Theano's
+        in-place updates do). A value a `target="cuda"` function left on the GPU is copied to
+        the host here, once."""
         v = self.container[0]
         if not isinstance(v, np.ndarray):  # a DeviceArray: its host copy is made once, read-only
             v = v.host()
         return v if borrow else v.copy()
 
     def set_value(self, value: Any, borrow: bool = False) -> None:
-        """Replace the value (copied unless borrow=True); dtype and rank must stay."""
+        """Replace the value (copied unless borrow=True: then functions that update this
+        variable may write into that array, unless it is read-only); dtype and rank must stay."""
         self.container[0] = self._check(value, borrow)
 
     def _check(self, value: Any, borrow: bool) -> np.ndarray:

@@ -138,17 +138,61 @@ def unflatten(cursor, flat: SSAValue, mtype: MemRefType, dims: Sequence) -> SSAV
                     "static_output_shape": DenseArrayBase.from_list(i64, static)}))
 
 
+def _key(d: object) -> object:
+    """A dim as a union-find key: ints by value, SSA values by identity."""
+    return ("int", d) if isinstance(d, int) else d
+
+
+class EqualDims:
+    """Dims known equal because a run-time check required it: in the block of the check
+    (code emitted after it in that block runs only if it passed), per block a union-find.
+    A later check of the same equality there is known true and emits nothing."""
+
+    def __init__(self) -> None:
+        self._parent: dict[Block, dict[object, object]] = {}
+
+    def _find(self, parent: dict, x: object) -> object:
+        while x in parent:
+            x = parent[x]
+        return x
+
+    def union(self, a: object, b: object, block: Block) -> None:
+        parent = self._parent.setdefault(block, {})
+        ra, rb = self._find(parent, a), self._find(parent, b)
+        if ra != rb:
+            parent[ra] = rb
+
+    def same(self, a: object, b: object, block: Block) -> bool:
+        parent = self._parent.get(block)
+        return parent is not None and self._find(parent, a) == self._find(parent, b)
+
+
 class IRDims(DimAlgebra):
-    """Dims as `int` or index SSA values; arithmetic becomes arith ops at a cursor."""
+    """Dims as `int` or index SSA values; arithmetic becomes arith ops at a cursor. With
+    `equal` (shared by the algebras of one function), the equalities that run-time checks
+    required are remembered, so the same check is not emitted twice."""
 
     def __init__(self, cursor: Cursor, shape_of: Callable[[SSAValue], list],
                  unknown_value: Callable[[SSAValue], object], context: str = "",
-                 checks: bool = True) -> None:
+                 checks: bool = True, equal: EqualDims | None = None) -> None:
         super().__init__(context)
         self.cursor = cursor
         self._shape_of = shape_of
         self._unknown = unknown_value
         self.checks = checks
+        self.equal = equal
+
+    def eq(self, a: object, b: object) -> object:
+        if self.equal is not None and not (isinstance(a, int) and isinstance(b, int)) and \
+                self.equal.same(_key(a), _key(b), self.cursor.point.block):
+            return True
+        return super().eq(a, b)
+
+    def check_eq(self, a: object, b: object, message: str) -> object:
+        got = super().check_eq(a, b, message)
+        if self.equal is not None and self.checks and not (isinstance(a, int) and isinstance(b, int)):
+            self.equal.union(_key(a), _key(b), self.cursor.point.block)
+        return got
 
     def shape_of(self, v: SSAValue) -> list:
         return self._shape_of(v)

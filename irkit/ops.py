@@ -458,6 +458,15 @@ def std(x: Any, axis=None, keepdims: bool = False, ddof: int = 0) -> Variable:
 # contractions
 # ---------------------------------------------------------------------------
 
+def gemm(c: Any, a: Any, b: Any, alpha: Any = 1.0, beta: Any = 1.0) -> Variable:
+    """BLAS's gemm: beta * c + alpha * (a @ b) for matrices of one float dtype (c of the
+    product's shape; alpha, beta scalars). beta = 0 means c is not read. irkit forms it by
+    itself from `c + a @ b`, `c - lr * (a @ b)` and the like (the gemm-epilogue pass)."""
+    c, a, b = _lift_all(c, a, b)
+    alpha, beta = (x if isinstance(x, Variable) else constant(x, c.dtype) for x in (alpha, beta))
+    return _emit(I.GemmOp, [c, a, b, alpha, beta])
+
+
 def matmul(a: Any, b: Any) -> Variable:
     """numpy's matmul: 1-D operands get a unit axis added and removed; batch dims broadcast."""
     a, b = _lift_pair(a, b)

@@ -2,7 +2,7 @@
 
     tensor:  sink-branches, stabilize, autodiff, canonicalize, constant-fold, stabilize, canonicalize, cse,
              dce, scan-keep-last, sink-branches
-    fused:   decompose, canonicalize, cse, fuse
+    fused:   decompose, canonicalize, cse, gemm-epilogue, fuse   (no gemm-epilogue for a GPU)
     loops:   bufferize, lower-to-loops, hoist-allocs
 
 `DEFAULT` is what `ik.function` runs for the CPU (`irkit-opt -p default`).
@@ -28,12 +28,15 @@ STAGES = {
     # the derivatives added
     "tensor": ["sink-branches", "stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize",
                "canonicalize", "cse", "dce", "scan-keep-last", "sink-branches"],
-    "fused": ["decompose", "canonicalize", "cse", "fuse"],
+    "fused": ["decompose", "canonicalize", "cse", "gemm-epilogue", "fuse"],
     "loops": ["bufferize", "lower-to-loops", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
 # for a GPU: every product is a library call or a tiled kernel, never loops in one thread, and
 # reductions are scf.parallel with scf.reduce (block and warp reductions in backends/ptx.py)
+# the products stay products for a GPU: cuBLAS's and the tiled kernel's epilogues are not
+# irkit's yet, and no device has run gemm's lowering there
+GPU_FUSED = [p for p in STAGES["fused"] if p != "gemm-epilogue"]
 GPU_LOOPS = ["bufferize{small-gemm=0}", "lower-to-loops", "hoist-allocs", "parallel-reductions"]
 
 

@@ -22,6 +22,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from irkit.passes.constant_fold import ConstantFoldPass
     from irkit.passes.decompose import DecomposePass
     from irkit.passes.fuse import FusePass
+    from irkit.passes.gemm_epilogue import GemmEpiloguePass
     from irkit.passes.hoist_allocs import HoistAllocsPass
     from irkit.passes.lower_to_loops import LowerToLoopsPass
     from irkit.passes.parallel_reductions import ParallelReductionsPass
@@ -31,7 +32,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
     classes = [AutodiffPass, CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
                DeadCodeElimination, DecomposePass, FusePass, BufferizePass, LowerToLoopsPass, SinkBranchesPass,
-               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass]
+               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass, GemmEpiloguePass]
     return {cls.name: (lambda cls=cls: cls) for cls in classes}
 
 

@@ -15,6 +15,13 @@ calls or views:
 Buffers are freed after their last use, a kernel writes in place over an input
 it reads element for element when nothing else needs that input, and no result
 aliases an argument, a constant or another result (a copy is made).
+
+Donated arguments: an argument marked `{irkit.donate = k}` (a shared variable that
+the function updates, its new value being result k) may be overwritten once it is
+dead, like a temporary, and returned as result k without a copy; the caller then
+finds its array updated in place. Only where nothing can fail after the first write
+into it (no `cf.assert` from there on): a call that raises leaves the variable as it
+was. An argument that does not meet this is bufferized again as not donated.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, func, memref
+from xdsl.dialects import arith, builtin, cf, func, memref
 from xdsl.dialects.builtin import (
     BytesAttr,
     DenseIntOrFPElementsAttr,
@@ -43,7 +50,7 @@ from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, describe
 from irkit.dialects.ik.elementwise import ElementwiseOp
 from irkit.errors import CompileError
-from irkit.loops import INDEX, Cursor, IRDims, flatten, unflatten
+from irkit.loops import INDEX, Cursor, EqualDims, IRDims, flatten, unflatten
 from irkit.types import dtype_of
 
 def memref_of(t: TensorType) -> MemRefType:
@@ -59,14 +66,25 @@ def _is_lazy(op: Operation) -> bool:
     return isinstance(op, IkOp) and op.FUSIBLE and not hasattr(op, "lower")
 
 
+DONATE = "irkit.donate"  # the argument attribute: the result this argument's buffer may become
+
+
 @dataclass(eq=False)
 class Alloc:
     """One allocation (or argument, or global) that buffers may alias."""
 
-    kind: str  # "arg" | "alloc" | "global"
+    kind: str  # "arg" | "alloc" | "global" | "donated" (an argument this function may overwrite)
     memref: SSAValue | None = None
     returned: bool = False
     freed: bool = False
+    result: int = -1              # donated: the result it may be returned as
+    argument: int = -1            # donated: its argument's position
+    written_after: Operation | None = None  # donated: the last op before its first write
+    writable: bool = True         # donated and alloc: a buffer this function may overwrite
+
+    @property
+    def reusable(self) -> bool:
+        return self.kind in ("alloc", "donated")
 
 
 @dataclass(eq=False)
@@ -89,13 +107,15 @@ class Bufferizer:
         self.small_gemm = SMALL_GEMM if small_gemm is None or small_gemm < 0 else small_gemm
         self.buf: dict[SSAValue, Buf] = {}
         self.index_cache: dict[SSAValue, object] = {}
-        self.d = IRDims(self.cur, self.dims_of, self.load_index)
+        self.equal = EqualDims()  # dims that checks already required equal (one set per function)
+        self.d = IRDims(self.cur, self.dims_of, self.load_index, equal=self.equal)
         self.last_use: dict[SSAValue, int] = {}
         self.step = 0
         self.yielded: list[Buf] = []
 
     @classmethod
-    def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp, small_gemm: int | None = None) -> "Bufferizer":
+    def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp, small_gemm: int | None = None,
+                     not_donated: frozenset[int] = frozenset()) -> "Bufferizer":
         ftype = old.function_type
         arg_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.inputs]
         res_types = [memref_of(t) if isinstance(t, TensorType) else t for t in ftype.outputs]
@@ -106,11 +126,35 @@ class Bufferizer:
         new.body.block.add_op(terminator)
         self = cls(module, Cursor(InsertPoint.before(terminator)), small_gemm)
         self.old, self.new, self._terminator = old, new, terminator
-        for a_old, a_new in zip(old.body.block.args, new.body.block.args):
+        for k, (a_old, a_new) in enumerate(zip(old.body.block.args, new.body.block.args)):
             a_new.name_hint = a_old.name_hint
             if isinstance(a_new.type, MemRefType):
-                self.buf[a_old] = Buf(a_new, self.cur.dims(a_new), Alloc("arg", a_new))
+                donate = _donated_result(old, k)
+                root = Alloc("arg", a_new) if donate is None or k in not_donated else \
+                    Alloc("donated", a_new, result=donate, argument=k)
+                self.buf[a_old] = Buf(a_new, self.cur.dims(a_new), root)
         return self
+
+    def unsafe_donations(self) -> set[int]:
+        """Donated arguments written before something that may fail (a cf.assert)."""
+        unsafe = set()
+        for b in self.buf.values():
+            root = b.root
+            if root.kind != "donated" or root.written_after is None or root.argument in unsafe:
+                continue
+            op = root.written_after.next_op
+            while op is not None:
+                if any(isinstance(o, cf.AssertOp) for o in op.walk()):
+                    unsafe.add(root.argument)
+                    break
+                op = op.next_op
+        return unsafe
+
+    def _writing(self, b: Buf) -> Buf:
+        """b is about to be overwritten: note where, when it is a donated argument."""
+        if b.root.kind == "donated" and b.root.written_after is None:
+            b.root.written_after = self._terminator.prev_op or _Start(self.new)
+        return b
 
     def nested(self, cursor: Cursor, borrowed: dict[SSAValue, Buf], owned: dict[SSAValue, Buf]) -> "Bufferizer":
         """A bufferizer for the block of a region op, building at `cursor`: its arguments are
@@ -317,7 +361,7 @@ class Bufferizer:
         for a, b in zip(body.args, ins):
             dims[a] = b.dims
         algebra = IRDims(self.cur, lambda v: dims[v], lambda v: self.index(outer[v]) if v in outer
-                         else _no_index(v))
+                         else _no_index(v), equal=self.equal)
         for inner in body.ops:
             if isinstance(inner, I.ConstantOp):
                 dims[inner.result] = list(inner.result.type.get_shape())
@@ -351,8 +395,12 @@ class Bufferizer:
             return None
         out_shape = t.get_shape()
         for v, b, arg in zip(op.inputs, ins, body.args):
-            if b.root.kind != "alloc" or b.root.freed or b.transposed_from is not None or b.root in taken:
+            if not b.root.reusable or b.root.freed or b.transposed_from is not None or b.root in taken:
                 continue
+            if b.root.kind == "donated" and b.memref is not b.root.memref:
+                continue  # a view of a donated argument: it is returned whole or not at all
+            if any(o.root is b.root and o.memref is not b.memref for o in ins):
+                continue  # another view of the same buffer is read too (a row broadcast, ...)
             if v.type != t or not _same_dims(b.dims, dims):
                 continue
             if self.last_use.get(v, -1) > self.step or self._root_used_later(b.root):
@@ -360,7 +408,7 @@ class Bufferizer:
             if any(r.type.get_shape() != out_shape for o in body.ops for r in o.results
                    if r.type.get_shape()):
                 continue
-            return b
+            return self._writing(b)
         return None
 
     def _root_used_later(self, root: Alloc) -> bool:
@@ -412,7 +460,7 @@ class Bufferizer:
         """A transpose of the last two axes read by matmuls only: BLAS reads it transposed."""
         src = self.buffer_of(op.x)
         dims = self.result_dims(op)[0]
-        if _swaps_last_two(op.params.perm) and all(isinstance(u.operation, I.MatmulOp) for u in op.result.uses):
+        if _swaps_last_two(op.params.perm) and all(_reads_as_factor(u) for u in op.result.uses):
             self.buf[op.result] = Buf(src.memref, list(dims), src.root, transposed_from=src)
             return
         self.buf[op.result] = self.copy_transposed(src, op.params.perm, op.result.type, dims)
@@ -444,16 +492,18 @@ class Bufferizer:
     def writable_copy_of(self, v: SSAValue) -> Buf:
         """A buffer holding v that this op may overwrite: v's own when v dies here."""
         b = self.buffer_of(v)
-        if b.root.kind == "alloc" and self.last_use.get(v, -1) <= self.step and \
-                not self._root_used_later(b.root) and b.transposed_from is None:
-            return b
+        if b.root.reusable and self.last_use.get(v, -1) <= self.step and \
+                not self._root_used_later(b.root) and b.transposed_from is None and \
+                (b.root.kind == "alloc" or b.memref is b.root.memref):
+            return self._writing(b)
         return self.copy(b, v.type)
 
-    def flat(self, b: Buf) -> SSAValue:
-        """The buffer as memref<?xT> (how library calls take it)."""
-        flat = flatten(self.cur, b.memref)
+    def flat(self, b: Buf, cursor: Cursor | None = None) -> SSAValue:
+        """The buffer as memref<?xT> (how library calls take it), built at `cursor` (or here)."""
+        c = cursor or self.cur
+        flat = flatten(c, b.memref)
         flat_t = MemRefType(flat.type.element_type, [-(1 << 63)])
-        return flat if flat.type == flat_t else self.cur.emit(memref.CastOp.get(flat, flat_t))
+        return flat if flat.type == flat_t else c.emit(memref.CastOp.get(flat, flat_t))
 
     def declare(self, name: str, arg_types: list) -> None:
         """A private external function (a library routine) in the module, once."""
@@ -467,14 +517,30 @@ class Bufferizer:
     def ret(self, op: func.ReturnOp) -> None:
         values = []
         seen: set[int] = set()
-        for v in op.arguments:
+        for k, v in enumerate(op.arguments):
             b = self.buffer_of(v)
-            if b.root.kind != "alloc" or id(b.root) in seen or b.root.freed:
+            in_place = b.root.kind == "donated" and b.root.result == k and b.memref is b.root.memref
+            if (b.root.kind != "alloc" and not in_place) or id(b.root) in seen or b.root.freed:
                 b = self.copy(b, v.type)
             seen.add(id(b.root))
             b.root.returned = True
             values.append(b.memref)
         self._terminator.operands = values
+
+
+class _Start:
+    """A marker for 'the function's first op' (when a write comes before any other op)."""
+
+    def __init__(self, fn: func.FuncOp) -> None:
+        self.next_op = fn.body.block.first_op
+
+
+def _donated_result(fn: func.FuncOp, k: int) -> int | None:
+    """The result argument k of `fn` may be returned as, by its `irkit.donate` attribute."""
+    if fn.arg_attrs is None:
+        return None
+    attr = fn.arg_attrs.data[k].data.get(DONATE)
+    return None if attr is None else int(attr.value.data)
 
 
 def _args_read(op: KernelOp) -> list[set]:
@@ -485,6 +551,11 @@ def _args_read(op: KernelOp) -> list[set]:
         for r in inner.results:
             deps[r] = got
     return [deps.get(v, set()) for v in op.yield_op.values]
+
+
+def _reads_as_factor(use) -> bool:
+    """A use of a value as a factor of a product (which BLAS can read transposed)."""
+    return isinstance(use.operation, I.MatmulOp) or (isinstance(use.operation, I.GemmOp) and use.index in (1, 2))
 
 
 def _no_index(v):
@@ -515,6 +586,23 @@ class BufferizePass(ModulePass):
             if not any(isinstance(t, TensorType) for t in [*f.function_type.inputs, *f.function_type.outputs]) \
                     and not any(isinstance(o, (IkOp, KernelOp)) for o in f.body.block.ops):
                 continue
-            new = Bufferizer.for_function(f, op, self.small_gemm).run()
+            new = _bufferize_function(f, op, self.small_gemm)
             Rewriter.replace_op(f, new)
+
+
+def _bufferize_function(f: func.FuncOp, module: builtin.ModuleOp, small_gemm: int) -> func.FuncOp:
+    """Bufferize f; again without the donated arguments that would be written before a check
+    that may fail (the first try's globals and declarations are removed)."""
+    not_donated: frozenset[int] = frozenset()
+    while True:
+        before = set(module.ops)
+        bz = Bufferizer.for_function(f, module, small_gemm, not_donated)
+        new = bz.run()
+        unsafe = bz.unsafe_donations()
+        if not unsafe:
+            return new
+        for extra in [o for o in module.ops if o not in before]:
+            extra.detach()
+            extra.erase()
+        not_donated = not_donated | unsafe
 

@@ -343,6 +343,11 @@ for _lab, (_sa, _sb, _ta, _tb) in MATMUL_SHAPES.items():
 case("ik.matmul", "same_operand", lambda a: a @ a.T, U(-2, 2, 2, 3), jac=False)
 case("ik.matmul", "dot_1d", lambda a, b: ik.dot(a, b), U(-2, 2, 3), U(-2, 2, 3), jac=False)
 case("ik.matmul", "dot_nd", lambda a, b: ik.dot(a, b), U(-2, 2, 2, 3), U(-2, 2, 2, 3, 2))
+# -- gemm: beta c + alpha a @ b, every operand differentiated ----------------------------
+case("ik.gemm", "all_operands", lambda c, a, b, al, be: ik.gemm(c, a, b, al, be), U(-2, 2, 2, 4), U(-2, 2, 2, 3),
+     U(-2, 2, 3, 4), U(-2, 2), U(-2, 2))
+case("ik.gemm", "transposed", lambda c, a, b: ik.gemm(c, a.T, b.T, -0.5, 2.0), U(-2, 2, 2, 4), U(-2, 2, 3, 2),
+     U(-2, 2, 4, 3))
 
 # -- creation ----------------------------------------------------------------
 

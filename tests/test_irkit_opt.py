@@ -31,7 +31,8 @@ def test_list_passes_shows_descriptions_and_options():
     lines = got.stdout.splitlines()
     fuse = lines.index(next(ln for ln in lines if ln.startswith("fuse ")))
     assert "kernels" in lines[fuse] and lines[fuse + 1].strip() == "max-ops=1024"
-    for name in ("autodiff", "bufferize", "lower-to-loops", "sink-branches", "scan-keep-last", "hoist-allocs"):
+    for name in ("autodiff", "bufferize", "lower-to-loops", "sink-branches", "scan-keep-last", "hoist-allocs",
+                 "gemm-epilogue"):
         assert any(ln.startswith(name + " ") for ln in lines), name
 
 

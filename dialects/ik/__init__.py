@@ -13,7 +13,7 @@ from irkit.dialects.ik.control import IfOp, ScanOp, YieldOp
 from irkit.dialects.ik.create import ArangeOp, ConstantOp, EyeOp, FillOp, PlaceholderOp
 from irkit.dialects.ik.elementwise import *  # noqa: F401,F403  (the op classes, by name)
 from irkit.dialects.ik.index import GatherOp, NonzeroOp, ScatterOp, SetSliceOp, SliceOp
-from irkit.dialects.ik.linalg import MatmulOp
+from irkit.dialects.ik.linalg import GemmOp, MatmulOp
 from irkit.dialects.ik.nn import LogSoftmaxOp, LogSumExpOp, SoftmaxOp
 from irkit.dialects.ik.random import (NextBelowOp, RandomIntegersOp, RandomNormalOp, RandomUniformOp,
                                       RequireOp)

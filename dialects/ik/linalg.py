@@ -1,9 +1,12 @@
 """Contractions of `ik`: matmul with numpy's semantics for operands of rank >= 2
 (batch dims broadcast). `ik.dot`, `ik.outer` and 1-D operands are built from
-it (and from expand_dims/squeeze) by the Python API.
+it (and from expand_dims/squeeze) by the Python API. `ik.gemm` is BLAS's
+C <- beta C + alpha A B on matrices, which the `gemm-epilogue` pass makes of a
+product added to (or subtracted from) a matrix: the sum is the product's own
+epilogue, written over C's buffer when C dies there.
 
-On the CPU, float32 and float64 matmuls call scipy's BLAS (sgemm/dgemm), one
-call per batch element; other dtypes run as loops.
+On the CPU, float32 and float64 products call the BLAS (sgemm/dgemm, gemv for
+a single row or column), one call per batch element; other dtypes run as loops.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unbroadcast
 from irkit.dialects.ik.base import IkOp
 from irkit.dtypes import ufunc_result
-from irkit.errors import ShapeError
+from irkit.errors import DTypeError, ShapeError
 from irkit.loops import INDEX, broadcast_index
 from irkit.types import dtype_of, format_shape, static_shape
 
@@ -108,6 +111,116 @@ class MatmulOp(IkOp):
         bz.set_result(self.result, out)
 
 
+@irdl_op_definition
+class GemmOp(IkOp):
+    """beta * c + alpha * (a @ b): a, b, c matrices of one float dtype, c of the product's
+    shape, alpha and beta 0-d. As in BLAS, beta = 0 means c is not read (NaNs in it stay out)."""
+
+    name = "ik.gemm"
+    c = operand_def(TensorType)
+    a = operand_def(TensorType)
+    b = operand_def(TensorType)
+    alpha = operand_def(TensorType)
+    beta = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    @classmethod
+    def check_operands(cls, operands, p):
+        for k, (v, rank) in enumerate(zip(operands, (2, 2, 2, 0, 0))):
+            if len(v.type.get_shape()) != rank:
+                raise ShapeError(f"operand {k} of ik.gemm must have rank {rank}, not {len(v.type.get_shape())}")
+
+    @classmethod
+    def shape_rule(cls, d, operands, p):
+        c, a, b = operands[:3]
+        sa, sb, sc = d.shape_of(a), d.shape_of(b), d.shape_of(c)
+        na, nb, nc = operand_name(a, "a"), operand_name(b, "b"), operand_name(c, "c")
+        d.check_eq(sa[1], sb[0], f"cannot contract {na} (shape {format_shape(static_shape(a.type))}) with "
+                                 f"{nb} (shape {format_shape(static_shape(b.type))}): inner dimensions differ")
+        m = d.check_eq(sc[0], sa[0], f"{nc} (shape {format_shape(static_shape(c.type))}) does not have the "
+                                     f"product's number of rows")
+        n = d.check_eq(sc[1], sb[1], f"{nc} (shape {format_shape(static_shape(c.type))}) does not have the "
+                                     f"product's number of columns")
+        return [[m, n]]
+
+    @classmethod
+    def dtype_rule(cls, dtypes, p, dtype):
+        if len(set(dtypes)) != 1 or dtypes[0] not in (np.float32, np.float64):
+            raise DTypeError(f"ik.gemm takes operands of one dtype, float32 or float64, not "
+                             f"{', '.join(d.name for d in dtypes)}")
+        return [dtypes[0]]
+
+    def evaluate(self, p, c, a, b, alpha, beta):
+        ab = np.matmul(a, b)
+        out = alpha * ab if beta == 0 else beta * c + alpha * ab
+        return [np.asarray(out, dtype=dtype_of(self.result.type))]
+
+    def vjp(self, g, ins, out):
+        """g may carry leading batch axes (a batch of cotangents): the scalars' gradients keep them."""
+        c, a, b, alpha, beta = ins
+        return [beta * g, alpha * K.matmul(g, _swap_last(b)), alpha * K.matmul(_swap_last(a), g),
+                K.sum(g * K.matmul(a, b), axis=(-2, -1)), K.sum(g * c, axis=(-2, -1))]
+
+    def jvp(self, ts, ins, out):
+        c, a, b, alpha, beta = ins
+        tc, ta, tb, talpha, tbeta = ts
+        terms = []
+        if ta is not None:
+            terms.append(alpha * K.matmul(ta, b))
+        if tb is not None:
+            terms.append(alpha * K.matmul(a, tb))
+        if talpha is not None:
+            terms.append(talpha * K.matmul(a, b))
+        if tc is not None:
+            terms.append(beta * tc)
+        if tbeta is not None:
+            terms.append(tbeta * c)
+        if not terms:
+            return None
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return as_dtype_of(K.broadcast_to(total, out.shape) if total.static_shape != out.static_shape
+                           else total, out)
+
+    def lower(self, bz):
+        """One BLAS gemm (or gemv) over a buffer holding c: c's own when c dies here and
+        the product does not read it (a shared variable's, when the function may update it
+        in place), else a copy."""
+        dims = bz.result_dims(self)[0]
+        dt = dtype_of(self.result.type)
+        a = bz.buf.get(self.a) or bz.buffer_of(self.a)
+        b = bz.buf.get(self.b) or bz.buffer_of(self.b)
+        read = {id(x.root) for x in (a, b)} | {id(x.transposed_from.root) for x in (a, b) if x.transposed_from}
+        c = bz.buffer_of(self.c)
+        out = bz.copy(c, self.c.type) if id(c.root) in read else bz.writable_copy_of(self.c)
+        alpha = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.alpha).memref, []))
+        beta = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.beta).memref, []))
+        k = a.dims[-1]
+        if isinstance(k, int) and k > 0:
+            _gemm(bz, a, b, out, dims, dt, alpha, beta)
+        else:  # no terms to sum: C <- beta C (BLAS's gemv would not scale y)
+            def empty(ci):
+                _scale(ci, out, dims, beta, dt)
+
+            def product(ci):
+                _gemm(bz, a, b, out, dims, dt, alpha, beta, ci)
+            c0 = bz.cur
+            c0.if_else(c0.emit(arith.CmpiOp(c0.as_index(k), c0.index(0), "eq")), empty, product)
+        bz.set_result(self.result, out)
+
+
+def _scale(c, out, dims, factor, dt) -> None:
+    """out *= factor, element by element (0 where factor is 0, as BLAS's beta)."""
+    def body(ci, ivs, _):
+        x = S.mul(ci, ci.emit(memref.LoadOp.get(out.memref, ivs)), factor, dt)
+        zero = S.constant(ci, 0.0, dt)
+        keep = ci.emit(arith.CmpfOp(factor, zero, "one"))
+        ci.emit(memref.StoreOp.get(ci.emit(arith.SelectOp(keep, x, zero)), out.memref, ivs))
+        return []
+    c.loop_nest(dims, [], body)
+
+
 def _swap_last(v):
     r = v.ndim
     return K.transpose(v, list(range(r - 2)) + [r - 1, r - 2])
@@ -121,9 +234,10 @@ def _batch_offset(c, ivs, bdims, mat):
     return c.emit(arith.MuliOp(off, c.as_index(mat)))
 
 
-def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
+def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None) -> None:
     """`func.call @irkit_gemm_f32/f64(transA, transB, M, N, K, alpha, A, offA, ldA, B, offB, ldB,
-    beta, C, offC, ldC)`: row-major C = alpha op(A) op(B) + beta C (the backend calls BLAS)."""
+    beta, C, offC, ldC)`: row-major C = alpha op(A) op(B) + beta C (the backend calls BLAS).
+    alpha and beta are scalar values (None: 1 and 0, C is only written)."""
     name = f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
     ft = S.scalar_type(dt)
     flat_t = MemRefType(ft, [DYNAMIC_INDEX])
@@ -132,12 +246,13 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
     sa, sb = a.transposed_from or a, b.transposed_from or b
     m, n, k = dims[-2], dims[-1], a.dims[-1]
     batch = dims[:-2]
-    c = bz.cur
-    fa, fb, fc = bz.flat(sa), bz.flat(sb), bz.flat(out)
-    one, zero = S.constant(c, 1.0, dt), S.constant(c, 0.0, dt)
+    c = cursor or bz.cur
+    fa, fb, fc = bz.flat(sa, c), bz.flat(sb, c), bz.flat(out, c)
+    one = S.constant(c, 1.0, dt) if alpha is None else alpha
+    zero = S.constant(c, 0.0, dt) if beta is None else beta
     t_a = S.constant(c, a.transposed_from is not None, np.dtype(bool))
     t_b = S.constant(c, b.transposed_from is not None, np.dtype(bool))
-    mats = [bz.d.product(sa.dims[-2:]), bz.d.product(sb.dims[-2:]), bz.d.mul(m, n)]
+    mats = [_product(c, sa.dims[-2:]), _product(c, sb.dims[-2:]), _product(c, [m, n])]
 
     known = int(np.prod([x for x in (m, n, k) if isinstance(x, int)]))
     if known > bz.small_gemm or bz.small_gemm == 0:  # large whatever the dynamic sizes are (or empty)
@@ -145,8 +260,8 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
     elif all(isinstance(x, int) for x in (m, n, k)):
         small = True
     else:
-        work = bz.d.mul(bz.d.mul(m, n), k)
-        small = c.emit(arith.CmpiOp(c.as_index(work), c.index(bz.small_gemm), "sle"))
+        work = c.emit(arith.MuliOp(c.emit(arith.MuliOp(c.as_index(m), c.as_index(n))), c.as_index(k)))
+        small = c.emit(arith.CmpiOp(work, c.index(bz.small_gemm), "sle"))
     trans = (a.transposed_from is not None, b.transposed_from is not None)
     # a row times a matrix (or a matrix times a column) is BLAS's gemv: gemm would pack the matrix
     vector = "row" if m == 1 else "column" if n == 1 else None
@@ -157,13 +272,15 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
 
         def call(ci):
             if vector is not None:
-                _gemv(bz, ci, vector, trans, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, dt)
+                _gemv(bz, ci, vector, trans, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, dt,
+                      one, zero)
                 return
             ci.emit(func.CallOp(name, [t_a, t_b, ci.as_index(m), ci.as_index(n), ci.as_index(k), one,
                                        fa, offs[0], lda, fb, offs[1], ldb, zero, fc, offs[2], ci.as_index(n)], []))
 
         def inline(ci):
-            _small_gemm(ci, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, trans, dt)
+            _small_gemm(ci, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, trans, dt,
+                        alpha, beta)
         if small is True:
             inline(cc)
         elif small is None:
@@ -174,7 +291,17 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype) -> None:
     c.loop_nest(batch, [], body)
 
 
-def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt) -> None:
+def _product(c, dims) -> object:
+    """The product of dims as an int or an index value built at cursor c."""
+    known = int(np.prod([x for x in dims if isinstance(x, int)]))
+    out = known
+    for x in dims:
+        if not isinstance(x, int):
+            out = x if out == 1 and isinstance(out, int) else c.emit(arith.MuliOp(c.as_index(out), x))
+    return out
+
+
+def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt, alpha, beta) -> None:
     """C (1 x n) = a B or C (m x 1) = A b as `func.call @irkit_gemv_*`: BLAS's column-major
     y = op(M) x, where a row-major matrix is its column-major transpose."""
     name = f"irkit_gemv_{'f32' if dt == np.float32 else 'f64'}"
@@ -191,7 +318,7 @@ def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt) -> None:
         t = not trans[0]
         rows, cols = (k, m) if t else (m, k)
     c.emit(func.CallOp(name, [S.constant(c, t, np.dtype(bool)), c.as_index(rows), c.as_index(cols),
-                              S.constant(c, 1.0, dt), mat, off, ld, x, xoff, S.constant(c, 0.0, dt), fc, oc], []))
+                              alpha, mat, off, ld, x, xoff, beta, fc, oc], []))
 
 
 # Below this many multiply-adds a product runs as inlined, vectorised loops: a BLAS call
@@ -201,10 +328,23 @@ SMALL_GEMM = 1 << 16
 _FAST = arith.FastMathFlagsAttr(["reassoc", "contract"])
 
 
-def _small_gemm(c, a, b, out, m, n, k, trans, dt) -> None:
-    """Row-major C = op(A) op(B) on flat buffers (data, offset, row length): rows of C
-    accumulated from rows of B (i-k-j) when B is not transposed, else dot products (i-j-k)."""
+def _small_gemm(c, a, b, out, m, n, k, trans, dt, alpha=None, beta=None) -> None:
+    """Row-major C = alpha op(A) op(B) + beta C on flat buffers (data, offset, row length):
+    rows of C accumulated from rows of B (i-k-j) when B is not transposed, else dot products
+    (i-j-k). alpha None is 1; beta None is 0 (C only written)."""
     (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
+
+    def epilogue_c(ci, idx):
+        """beta C[idx], 0 when beta is 0 (C not read into the result)."""
+        scaled = S.mul(ci, beta, ci.emit(memref.LoadOp.get(fc, [idx])), dt, _FAST)
+        keep = ci.emit(arith.CmpfOp(beta, S.constant(ci, 0.0, dt), "one"))
+        return ci.emit(arith.SelectOp(keep, scaled, S.constant(ci, 0.0, dt)))
+
+    def epilogue(ci, total, idx):
+        """alpha total + beta C[idx]; beta 0 reads no C (as BLAS)."""
+        if alpha is not None:
+            total = S.mul(ci, alpha, total, dt, _FAST)
+        return total if beta is None else S.add(ci, total, epilogue_c(ci, idx), dt, _FAST)
 
     def at(ci, buf, off, row, col, ld):
         i = ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(row, ld)), col))
@@ -223,19 +363,23 @@ def _small_gemm(c, a, b, out, m, n, k, trans, dt) -> None:
                     x = S.mul(ck, a_at(ck, i, kk), at(ck, fb, ob, j, kk, ldb), dt, _FAST)
                     return [S.add(ck, s[0], x, dt, _FAST)]
                 total = cj.for_loop(0, k, 1, [S.constant(cj, 0.0, dt)], acc)[0]
-                cj.emit(memref.StoreOp.get(total, fc, [c_index(cj, i, j)]))
+                idx = c_index(cj, i, j)
+                cj.emit(memref.StoreOp.get(epilogue(cj, total, idx), fc, [idx]))
                 return []
             ci.for_loop(0, n, 1, [], col)
             return []
         zero = S.constant(ci, 0.0, dt)
 
-        def clear(cj, j, _):
-            cj.emit(memref.StoreOp.get(zero, fc, [c_index(cj, i, j)]))
+        def clear(cj, j, _):  # the row of C: 0, or beta C
+            idx = c_index(cj, i, j)
+            cj.emit(memref.StoreOp.get(zero if beta is None else epilogue_c(cj, idx), fc, [idx]))
             return []
         ci.for_loop(0, n, 1, [], clear)
 
         def axpy(ck, kk, _):
             x = a_at(ck, i, kk)
+            if alpha is not None:
+                x = S.mul(ck, alpha, x, dt, _FAST)
 
             def update(cj, j, _):
                 idx = c_index(cj, i, j)
@@ -268,4 +412,4 @@ def _matmul_loops(bz, a, b, out, dims, adt, bdt, dt) -> None:
     bz.cur.loop_nest(dims, [], body)
 
 
-OPS = [MatmulOp]
+OPS = [MatmulOp, GemmOp]
