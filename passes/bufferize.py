@@ -49,6 +49,7 @@ from irkit.dialects.fused import KernelOp
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, describe
 from irkit.dialects.ik.elementwise import ElementwiseOp
+from irkit.dialects.ik.linalg import reads_as_factor
 from irkit.errors import CompileError
 from irkit.loops import INDEX, Cursor, EqualDims, IRDims, flatten, unflatten
 from irkit.types import dtype_of
@@ -80,7 +81,6 @@ class Alloc:
     result: int = -1              # donated: the result it may be returned as
     argument: int = -1            # donated: its argument's position
     written_after: Operation | None = None  # donated: the last op before its first write
-    writable: bool = True         # donated and alloc: a buffer this function may overwrite
 
     @property
     def reusable(self) -> bool:
@@ -460,7 +460,7 @@ class Bufferizer:
         """A transpose of the last two axes read by matmuls only: BLAS reads it transposed."""
         src = self.buffer_of(op.x)
         dims = self.result_dims(op)[0]
-        if _swaps_last_two(op.params.perm) and all(_reads_as_factor(u) for u in op.result.uses):
+        if _swaps_last_two(op.params.perm) and all(reads_as_factor(u) for u in op.result.uses):
             self.buf[op.result] = Buf(src.memref, list(dims), src.root, transposed_from=src)
             return
         self.buf[op.result] = self.copy_transposed(src, op.params.perm, op.result.type, dims)
@@ -551,11 +551,6 @@ def _args_read(op: KernelOp) -> list[set]:
         for r in inner.results:
             deps[r] = got
     return [deps.get(v, set()) for v in op.yield_op.values]
-
-
-def _reads_as_factor(use) -> bool:
-    """A use of a value as a factor of a product (which BLAS can read transposed)."""
-    return isinstance(use.operation, I.MatmulOp) or (isinstance(use.operation, I.GemmOp) and use.index in (1, 2))
 
 
 def _no_index(v):

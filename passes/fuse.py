@@ -32,6 +32,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from irkit.dialects import ik as I
+from irkit.dialects.ik.linalg import reads_as_factor
 from irkit.dialects.fused import KernelOp, YieldOp
 from irkit.dialects.ik.base import IkOp
 from irkit.dialects.ik.elementwise import CompareOp, ElementwiseOp
@@ -277,7 +278,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             continue
         if isinstance(op, VIEWS) or index_computable(op):  # an integer constant read by sizes
             standalone.add(op)
-        elif isinstance(op, I.TransposeOp) and _feeds_only_matmul(op):
+        elif isinstance(op, I.TransposeOp) and _feeds_only_products(op):
             standalone.add(op)
         else:
             new_root(op)
@@ -287,10 +288,10 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
     return sorted(final, key=lambda g: index[g.roots[-1]]), standalone
 
 
-def _feeds_only_matmul(op: I.TransposeOp) -> bool:
+def _feeds_only_products(op: I.TransposeOp) -> bool:
     rank = len(op.params.perm)
     swap_last = rank >= 2 and list(op.params.perm) == list(range(rank - 2)) + [rank - 1, rank - 2]
-    return swap_last and all(isinstance(u.operation, I.MatmulOp) for u in op.result.uses)
+    return swap_last and all(reads_as_factor(u) for u in op.result.uses)
 
 
 def build_kernel(roots: list[Operation], members: list[Operation], host: Block) -> KernelOp:

@@ -221,6 +221,13 @@ def _scale(c, out, dims, factor, dt) -> None:
     c.loop_nest(dims, [], body)
 
 
+def reads_as_factor(use) -> bool:
+    """A use of a value as a factor of a product, which BLAS reads transposed in place (so a
+    transpose used only this way is never copied: fuse leaves it alone, bufferize views it)."""
+    op = use.operation
+    return isinstance(op, MatmulOp) or (isinstance(op, GemmOp) and use.index in (1, 2))
+
+
 def _swap_last(v):
     r = v.ndim
     return K.transpose(v, list(range(r - 2)) + [r - 1, r - 2])
