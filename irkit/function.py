@@ -14,6 +14,7 @@ applied only after the whole call succeeded.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any, Sequence
@@ -276,7 +277,7 @@ class Function:
         args = self._arg_specs()
         single = self.single and not self.updates
         settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits, "threads": config.num_threads,
-                    "donate": sorted(self._donations().items()),
+                    "donate": sorted(self._donated.items()),
                     "parallel_threshold": config.parallel_threshold, "single": single}
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
@@ -312,7 +313,7 @@ class Function:
         translation = tr.translate(module)
         self.messages = translation.messages
         kernel = translation.module.globals[_symbol(self.name)]
-        donated = {res: arg for arg, res in self._donations().items()}
+        donated = {res: arg for arg, res in self._donated.items()}
         results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape()), donated.get(k))
                    for k, v in enumerate(o.value for o in self._graph_outputs)]
         E.prepare()
@@ -445,7 +446,7 @@ class Function:
             raise CompileError(f"{self.name}: the native entry rejected arguments the slow path prepared")
         converted = [self._convert(k, a) for k, a in enumerate(args[:n])]
         converted += [np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"]) for a in args[n:]]
-        for k in self._donations():  # written in place: a private, writable array
+        for k in self._donated:  # written in place: a private, writable array
             a = converted[k]
             if not a.flags.writeable or any(np.may_share_memory(a, o) for j, o in enumerate(converted) if j != k):
                 converted[k] = a.copy()
@@ -540,15 +541,16 @@ class Function:
 
     def _retranslate(self) -> None:
         """The LLVM IR of a function whose code was loaded from the cache, made again."""
-        from irkit.backends import entry as E
         module = self._tensor_module()
         self._donate(module)
         self._translate(module, self._arg_specs(), self.single and not self.updates)
 
     # -- shared variables updated in place ----------------------------------------------
-    def _donations(self) -> dict[int, int]:
+    @functools.cached_property
+    def _donated(self) -> dict[int, int]:
         """argument -> result: each shared variable this function updates (on the CPU) may be
-        overwritten with its new value in place (bufferize decides where it is safe)."""
+        overwritten with its new value in place (bufferize decides where it is safe). Computed
+        once: the slow call path reads it on every call."""
         if self.target != "cpu":
             return {}
         slot = {id(s): k for k, s in enumerate(self.shared)}
@@ -558,7 +560,7 @@ class Function:
     def _donate(self, module: ModuleOp) -> None:
         """Mark the donated arguments of the module's function (`irkit.donate` = the result)."""
         from irkit.passes.bufferize import DONATE
-        donations = self._donations()
+        donations = self._donated
         if not donations:
             return
         fn = module.body.block.first_op
@@ -570,7 +572,7 @@ class Function:
 
     def _arg_specs(self) -> list:
         from irkit.backends import entry as E
-        donated = self._donations()
+        donated = self._donated
         n_in = len(self.inputs)
         return [E.ArgSpec(v.dtype, v.static_shape) for v in self.inputs] + \
             [E.ArgSpec(s.dtype, s.static_shape, n_in + k in donated) for k, s in enumerate(self.shared)]

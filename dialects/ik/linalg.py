@@ -210,13 +210,18 @@ class GemmOp(IkOp):
         bz.set_result(self.result, out)
 
 
-def _scale(c, out, dims, factor, dt) -> None:
-    """out *= factor, element by element (0 where factor is 0, as BLAS's beta)."""
+def _beta_times(c, beta, x, dt):
+    """beta * x, and 0 where beta is 0 (BLAS's beta: x, a NaN included, is then not read)."""
+    zero = S.constant(c, 0.0, dt)
+    keep = c.emit(arith.CmpfOp(beta, zero, "one"))
+    return c.emit(arith.SelectOp(keep, S.mul(c, beta, x, dt, _FAST), zero))
+
+
+def _scale(c, out, dims, beta, dt) -> None:
+    """out <- beta * out, element by element."""
     def body(ci, ivs, _):
-        x = S.mul(ci, ci.emit(memref.LoadOp.get(out.memref, ivs)), factor, dt)
-        zero = S.constant(ci, 0.0, dt)
-        keep = ci.emit(arith.CmpfOp(factor, zero, "one"))
-        ci.emit(memref.StoreOp.get(ci.emit(arith.SelectOp(keep, x, zero)), out.memref, ivs))
+        x = ci.emit(memref.LoadOp.get(out.memref, ivs))
+        ci.emit(memref.StoreOp.get(_beta_times(ci, beta, x, dt), out.memref, ivs))
         return []
     c.loop_nest(dims, [], body)
 
@@ -342,10 +347,7 @@ def _small_gemm(c, a, b, out, m, n, k, trans, dt, alpha=None, beta=None) -> None
     (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
 
     def epilogue_c(ci, idx):
-        """beta C[idx], 0 when beta is 0 (C not read into the result)."""
-        scaled = S.mul(ci, beta, ci.emit(memref.LoadOp.get(fc, [idx])), dt, _FAST)
-        keep = ci.emit(arith.CmpfOp(beta, S.constant(ci, 0.0, dt), "one"))
-        return ci.emit(arith.SelectOp(keep, scaled, S.constant(ci, 0.0, dt)))
+        return _beta_times(ci, beta, ci.emit(memref.LoadOp.get(fc, [idx])), dt)
 
     def epilogue(ci, total, idx):
         """alpha total + beta C[idx]; beta 0 reads no C (as BLAS)."""
