@@ -14,6 +14,7 @@ the user-facing operations.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Iterator
 
 from xdsl.ir import Operation
@@ -21,18 +22,27 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from irkit.errors import SourceLoc, user_location
 
-_stack: list[tuple[InsertPoint, SourceLoc | None, object]] = []
+class _Contexts(threading.local):
+    """Each thread's own stack of insertion contexts: graphs are built, and rules rewrite
+    modules, in several threads at once (one thread's rule must never insert into another
+    thread's module)."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[InsertPoint | None, SourceLoc | None, object]] = []
+
+
+_contexts = _Contexts()
 
 
 @contextlib.contextmanager
 def inserting_before(op: Operation, loc: SourceLoc | None = None, rewriter=None) -> Iterator[None]:
     """Ops built by `irkit.ops` inside this block are inserted before `op` (through
     `rewriter` when given, so a pattern walker sees them)."""
-    _stack.append((InsertPoint.before(op), loc, rewriter))
+    _contexts.stack.append((InsertPoint.before(op), loc, rewriter))
     try:
         yield
     finally:
-        _stack.pop()
+        _contexts.stack.pop()
 
 
 @contextlib.contextmanager
@@ -41,11 +51,11 @@ def detached(loc: SourceLoc | None = None) -> Iterator[list[Operation]]:
     the list it yields collects them, so that the caller can insert or erase them (a detached
     op still counts as a use of its operands)."""
     created: list[Operation] = []
-    _stack.append((None, loc, created))
+    _contexts.stack.append((None, loc, created))
     try:
         yield created
     finally:
-        _stack.pop()
+        _contexts.stack.pop()
 
 
 def discard(created: list[Operation]) -> None:
@@ -78,12 +88,14 @@ def attach_before(value, anchor: Operation, rewriter=None) -> None:
 
 
 def building_detached() -> bool:
-    return not _stack or _stack[-1][0] is None
+    stack = _contexts.stack
+    return not stack or stack[-1][0] is None
 
 
 def current_location() -> SourceLoc | None:
-    if _stack:
-        return _stack[-1][1]
+    stack = _contexts.stack
+    if stack:
+        return stack[-1][1]
     return user_location()
 
 
@@ -97,8 +109,9 @@ def place_located(op: Operation) -> Operation:
 
 def place(op: Operation) -> Operation:
     """Insert a freshly made op where the current context says (or leave it detached)."""
-    if _stack:
-        point, _, rewriter = _stack[-1]
+    stack = _contexts.stack
+    if stack:
+        point, _, rewriter = stack[-1]
         if point is None:
             rewriter.append(op)  # detached(): the list that collects what was built
         elif rewriter is not None:

@@ -5,6 +5,8 @@ the user's source line, debugprint and the IR of each stage."""
 from __future__ import annotations
 
 import inspect
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -609,3 +611,34 @@ def test_sgd_on_selected_rows_updates_them_in_one_scatter():
     grad = np.zeros_like(w0)
     np.add.at(grad, [1, 1, 3], 2 * w0[[1, 1, 3]])
     np.testing.assert_allclose(W.get_value(), w0 - 0.1 * grad, rtol=1e-15)
+
+
+def test_each_thread_builds_into_its_own_context():
+    """irkit.graph's insertion contexts (where the API's ops go while a rule rewrites) belong
+    to the thread that opened them: ops built in a thread's detached() land in its list only."""
+    from irkit import graph
+    errors: list[str] = []
+    n, rounds = 4, 200
+    start = threading.Barrier(n)
+
+    def work(k: int) -> None:
+        x = ik.vector(f"x{k}")
+        start.wait()
+        for r in range(rounds):
+            with graph.detached() as created:
+                y = (x + float(r)) * float(k)
+            mine = {id(op) for op in created}
+            if id(y.value.owner) not in mine or len(created) < 2:
+                errors.append(f"thread {k}, round {r}: {len(created)} ops collected")
+                return
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]
