@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -106,13 +107,43 @@ def _api_pointer() -> int:
     return jit._capsule_pointer(mu._ARRAY_API)
 
 
-@functools.lru_cache(maxsize=None)
+_prepare_lock = threading.Lock()
+_prepared = False
+_preparing = False
+
+
 def prepare() -> None:
-    """Check numpy's layout, make its API table and the shared runtime reachable by name."""
-    from irkit.backends import runtime
-    _layout()
-    jit.register_symbol("irkit_numpy_api", _api_pointer())
-    runtime.runtime()
+    """Check numpy's layout, make its API table and the shared runtime reachable by name
+    (once per process; a call while another thread prepares waits for it)."""
+    global _prepared
+    if _prepared:
+        return
+    with _prepare_lock:
+        if _prepared:
+            return
+        from irkit.backends import runtime
+        _layout()
+        jit.register_symbol("irkit_numpy_api", _api_pointer())
+        runtime.runtime()
+        _prepared = True
+
+
+def prepare_soon() -> None:
+    """Start `prepare` on a thread of its own: the first compile on a machine compiles the
+    runtime, which then overlaps the caller's passes (prepare() itself waits for it, and
+    raises what went wrong)."""
+    global _preparing
+    if _prepared or _preparing:
+        return
+    _preparing = True
+
+    def run() -> None:
+        try:
+            prepare()
+        except Exception:  # noqa: BLE001 - the caller's own prepare() raises it
+            pass
+    # not a daemon: the interpreter waits for it at exit rather than unloading LLVM under it
+    threading.Thread(target=run, name="irkit-runtime").start()
 
 
 class EntryBuilder:

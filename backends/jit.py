@@ -15,8 +15,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -184,12 +185,15 @@ def register_symbol(name: str, address: int) -> None:
     llvm.add_symbol(name, address)
 
 
-def optimize(mod: llvm.ModuleRef, level: int = 3) -> None:
-    tm = host_target_machine()
+def _tuning(level: int) -> llvm.PipelineTuningOptions:
     pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
+    return pto
+
+
+def optimize(mod: llvm.ModuleRef, level: int = 3, tm: llvm.TargetMachine | None = None) -> None:
+    pb = llvm.create_pass_builder(tm or host_target_machine(), _tuning(level))
     pb.getModulePassManager().run(mod, pb)
 
 
@@ -208,50 +212,208 @@ def optimized_module(text: str, level: int = 3) -> llvm.ModuleRef:
 class Compiled:
     """JIT-compiled machine code; keep it alive while any of its functions is in use."""
 
-    def __init__(self, engine: llvm.ExecutionEngine, module: llvm.ModuleRef | None = None) -> None:
+    def __init__(self, engine: llvm.ExecutionEngine) -> None:
         self.engine = engine
-        self.module = module  # the IR it came from; None when loaded from the cache as an object
 
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)
 
 
-def compile_ir(text: str, level: int = 3) -> Compiled:
-    """Parse LLVM IR text, optimise it for the host and load it into an MCJIT engine. The
-    machine code is kept in the on-disk cache (`ik.config.cache_dir`): a later compile of the
-    same text for the same CPU, in any process, loads that object without parsing the IR."""
+def compile_ir(text: str | Sequence[str], level: int = 3, key: str | None = None) -> Compiled:
+    """Optimise LLVM IR for the host, compile it to machine code and load that into an MCJIT
+    engine. One text is split into parts (`split_module`); several texts are the parts,
+    each a whole module that declares what the others define. The parts compile at once on
+    the CPU's cores. The machine code is kept in the on-disk cache (`ik.config.cache_dir`):
+    a later compile of the same text for the same CPU, in any process, loads it without
+    parsing the IR (`key`, where given, names the object instead of the text's hash)."""
     initialize()
-    key = object_key(text, level)
+    if key is None:
+        key = object_key(text if isinstance(text, str) else "\n".join(text), level)
     cached = load_object(key) if key is not None else None
     if cached is not None:
         return cached
-    tm = host_target_machine()
-    with _lock:
-        mod = llvm.parse_assembly(text)
-        mod.triple = tm.triple
-        mod.data_layout = str(tm.target_data)
-        mod.verify()
-        if level > 0:
-            optimize(mod, level)
-        engine = llvm.create_mcjit_compiler(mod, new_target_machine())
-        if key is not None:
-            engine.set_object_cache(lambda _m, data: cache_store(key, data), lambda _m: None)
-        engine.finalize_object()
-    return Compiled(engine, mod)
+    parts = split_module(text, _compile_workers()) if isinstance(text, str) else list(text)
+    if len(parts) == 1:
+        objects = [_compile_part(parts[0], level)]
+    else:
+        pool = _compile_pool()
+        others = [pool.submit(_compile_part, part, level) for part in parts[1:]]
+        objects = [_compile_part(parts[0], level)] + [f.result() for f in others]
+    if key is not None:
+        cache_store(key, _pack(objects))
+    return _load(objects)
 
 
 def load_object(key: str) -> Compiled | None:
     """Load cached machine code without its IR: the runtime's symbols resolve as for a
     fresh compile. None when the object is not there or damaged."""
     data = cache_load(key)
-    if data is None:
+    objects = _unpack(data) if data is not None else None
+    if not objects:
         return None
     initialize()
+    return _load(objects)
+
+
+def _load(objects: list[bytes]) -> Compiled:
     with _lock:
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
-        engine.add_object_file(llvm.ObjectFileRef.from_data(data))
+        for obj in objects:  # one engine: the parts' symbols resolve among themselves
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
     return Compiled(engine)
+
+
+def _pack(objects: list[bytes]) -> bytes:
+    return struct.pack("<I", len(objects)) + b"".join(struct.pack("<Q", len(o)) + o for o in objects)
+
+
+def _unpack(data: bytes) -> list[bytes] | None:
+    try:
+        (n,), at, objects = struct.unpack_from("<I", data), 4, []
+        for _ in range(n):
+            (size,) = struct.unpack_from("<Q", data, at)
+            objects.append(data[at + 8:at + 8 + size])
+            at += 8 + size
+    except struct.error:
+        return None
+    return objects if at == len(data) and all(objects) else None
+
+
+# -- compiling on every core -----------------------------------------------------------------
+# llvmlite puts every call into LLVM behind one process-wide lock. LLVM needs it only for
+# what threads share: a module parsed into its own context, optimised and compiled with its
+# own target machine and pass builder, shares nothing (as in LLVM's own parallel code
+# generation). The three long calls on such a module (parse, optimise, emit) go straight to
+# llvmlite's ctypes functions, past the lock (ctypes releases the GIL during each), so the
+# parts of a module compile side by side; every other call, and whatever the garbage
+# collector frees meanwhile, takes the lock as usual. (llvmlite is pinned: these are its
+# 0.50 internals; without them the parts compile one after the other.)
+
+_UNLOCKED = ("LLVMPY_ParseAssembly", "LLVMPY_RunNewModulePassManager", "LLVMPY_TargetMachineEmitToMemory")
+
+
+@functools.lru_cache(maxsize=None)
+def _unlocked() -> dict | None:
+    """llvmlite's ctypes functions for the long calls, without its lock (None: not found)."""
+    from llvmlite.binding import ffi
+    found = {name: getattr(getattr(ffi.lib, name, None), "_cfn", None) for name in _UNLOCKED}
+    return found if all(found.values()) else None
+
+
+def _compile_workers() -> int:
+    import os
+    return max(1, min(4, os.cpu_count() or 1)) if _unlocked() is not None else 1
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_pool():
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(max_workers=max(1, _compile_workers() - 1), thread_name_prefix="irkit-llvm")
+
+
+def _compile_part(text: str, level: int) -> bytes:
+    """One module's machine code (an object file), made in an LLVM context of its own."""
+    raw = _unlocked()
+    if raw is None:
+        with _lock:
+            tm = new_target_machine()
+            mod = llvm.parse_assembly(text)
+            _prepare_module(mod, tm)
+            if level > 0:
+                optimize(mod, level, tm)
+            return tm.emit_object(mod)
+    from llvmlite.binding import ffi
+    from llvmlite.binding.module import ModuleRef
+    context = llvm.create_context()
+    try:
+        tm = new_target_machine()
+        with ffi.OutputString() as message:
+            mod = ModuleRef(raw["LLVMPY_ParseAssembly"](context, ctypes.c_char_p(text.encode()), message), context)
+            if message:
+                mod.close()
+                raise RuntimeError(f"LLVM IR parsing error\n{message}")
+        try:
+            _prepare_module(mod, tm)
+            if level > 0:
+                pb = llvm.create_pass_builder(tm, _tuning(level))
+                mpm = pb.getModulePassManager()
+                raw["LLVMPY_RunNewModulePassManager"](mpm, mod, pb)
+            with ffi.OutputString() as message:
+                buffer = raw["LLVMPY_TargetMachineEmitToMemory"](tm, mod, 1, message)
+                if not buffer:
+                    raise RuntimeError(str(message))
+            try:
+                return ctypes.string_at(ffi.lib.LLVMPY_GetBufferStart(buffer), ffi.lib.LLVMPY_GetBufferSize(buffer))
+            finally:
+                ffi.lib.LLVMPY_DisposeMemoryBuffer(buffer)
+        finally:
+            mod.close()
+    finally:
+        context.close()
+
+
+def _prepare_module(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    mod.verify()
+
+
+def split_module(text: str, parts: int) -> list[str]:
+    """LLVM IR text as printed by llvmlite.ir, as up to `parts` modules that compile apart:
+    each defines some of the functions (the costliest, by size and loops, spread first over
+    the emptiest part) and declares the others, with every declaration and constant
+    repeated. Internal functions become external, so that the parts link. A module with
+    mutable internal globals (the runtime's state) or too little code stays whole."""
+    lines = text.split("\n")
+    header: list[str] = []
+    functions: list[list[str]] = []
+    body: list[str] | None = None
+    for line in lines:
+        if body is not None:
+            body.append(line)
+            if line == "}":
+                functions.append(body)
+                body = None
+        elif line.startswith("define "):
+            body = [line]
+        else:
+            header.append(line)
+    weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
+    if parts < 2 or len(functions) < 2 or sum(weights) < SPLIT_ABOVE or body is not None \
+            or any(" internal global " in h for h in header):
+        return [text]
+    bins: list[list[int]] = [[] for _ in range(min(parts, len(functions)))]
+    load = [0] * len(bins)
+    for k in sorted(range(len(functions)), key=lambda k: -weights[k]):
+        j = load.index(min(load))
+        bins[j].append(k)
+        load[j] += weights[k]
+    exposed = [[f[0].replace("define internal ", "define ", 1)] + f[1:] for f in functions]
+    declarations = [_declaration(f[0]) for f in exposed]
+    out = []
+    for members in bins:
+        chosen = set(members)
+        text_lines = header + [declarations[k] for k in range(len(functions)) if k not in chosen]
+        for k in sorted(members):
+            text_lines += exposed[k]
+        out.append("\n".join(text_lines))
+    return out
+
+
+# below this much code (lines, plus 100 per phi: loops cost more), a module compiles whole
+SPLIT_ABOVE = 1500
+
+
+def _declaration(define: str) -> str:
+    """`declare ...` for a `define ...(params) attrs` line: up to the parameter list's end."""
+    start = define.index("(", define.index("@"))
+    depth = 0
+    for at in range(start, len(define)):
+        depth += {"(": 1, ")": -1}.get(define[at], 0)
+        if depth == 0:
+            return "declare" + define[len("define"):at + 1]
+    raise ValueError(f"cannot read the signature of {define!r}")
 
 
 # -- the on-disk cache of machine code -------------------------------------------------------
@@ -310,7 +472,7 @@ def cache_load(key: str | None, suffix: str = ".o") -> bytes | None:
     return obj
 
 
-_MAGIC = b"IRKITOBJ1"
+_MAGIC = b"IRKITOBJ2"  # 2: machine code is a list of objects (compile_ir's parts)
 
 
 def cache_store(key: str, data: bytes, suffix: str = ".o") -> None:

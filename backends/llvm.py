@@ -13,7 +13,9 @@ Conventions of the generated code:
   pooled; see runtime.py), freed by `memref.dealloc`; bool elements are bytes.
 - Transcendentals call libm with their libmvec vector variants attached, so the
   loop vectorizer calls `_ZGVdN8v_expf` and friends (notes/llvmlite-cpu.md).
-- `func.call @irkit_gemm_f32/f64` is scipy's sgemm/dgemm (Fortran ABI).
+- `func.call @irkit_gemm_f32/f64` calls the runtime's function of that name (small products
+  as loops, larger ones BLAS); `@irkit_blas_gemm_*` and `@irkit_gemv_*` call the BLAS's
+  sgemm/dgemm and sgemv/dgemv (Fortran ABI).
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ IBIN = {arith.AddiOp: "add", arith.SubiOp: "sub", arith.MuliOp: "mul", arith.Div
         arith.DivUIOp: "udiv", arith.RemSIOp: "srem", arith.RemUIOp: "urem", arith.AndIOp: "and_",
         arith.OrIOp: "or_", arith.XOrIOp: "xor", arith.ShLIOp: "shl", arith.ShRSIOp: "ashr",
         arith.ShRUIOp: "lshr"}
-GEMM = {"irkit_gemm_f32": ("irkit_sgemm", F32), "irkit_gemm_f64": ("irkit_dgemm", F64)}
+GEMM = {"irkit_blas_gemm_f32": ("irkit_sgemm", F32), "irkit_blas_gemm_f64": ("irkit_dgemm", F64)}
+# products the runtime runs (dialects/ik/linalg.py gemm_runtime: small ones as loops, else BLAS),
+# called with this translator's own convention
+RUNTIME_FUNCTIONS = ("irkit_gemm_f32", "irkit_gemm_f64")
 GEMV = {"irkit_gemv_f32": ("irkit_sgemv", F32), "irkit_gemv_f64": ("irkit_dgemv", F64)}
 
 
@@ -891,6 +896,16 @@ class FunctionTranslator:
         bint = _blas_int()
         return value if bint == I64 else self.b.trunc(value, bint)
 
+    def _call_runtime(self, op: func.CallOp, name: str) -> None:
+        """A function of the runtime made by this translator (see the module's conventions):
+        a memref is its data pointer and sizes; it has no results and no checks to fail."""
+        args: list[ir.Value] = []
+        for v in op.arguments:
+            x = self.v(v)
+            args += [x.ptr, *x.dims] if isinstance(x, Desc) else [x]
+        fn = self.tr.declare(name, I32, [a.type for a in args] + [PTR])
+        self.b.call(fn, args + [ir.Constant(PTR, None)])
+
     def _gemv(self, op: func.CallOp, sym: str, ft) -> None:
         """`@irkit_gemv_*(trans, M, N, alpha, A, offA, lda, X, offX, beta, Y, offY)`: BLAS's
         column-major y = alpha op(A) x + beta y (Fortran ABI), unit strides."""
@@ -926,6 +941,9 @@ class FunctionTranslator:
         name = op.callee.root_reference.data
         if name in GEMV:
             self._gemv(op, *GEMV[name])
+            return
+        if name in RUNTIME_FUNCTIONS:
+            self._call_runtime(op, name)
             return
         if name not in GEMM:
             raise CompileError(f"llvm: call to unknown function @{name}")

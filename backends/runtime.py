@@ -12,6 +12,9 @@ never freed (arrays it allocated may outlive any one compiled function):
 - `irkit_parallel_for(body, ctx, lb, ub, nthreads)`: a loop split across threads
   (pthreads; the caller runs the first chunk), for the `scf.parallel` loops of
   kernels large enough to pay for the ~60 us a fork/join costs.
+- `irkit_gemm_f32/f64`: every product of a compiled function whose sizes are not all
+  known (`dialects/ik/linalg.py` gemm_runtime: small ones as loops, else BLAS), written at
+  the loops level and translated like any function.
 """
 
 from __future__ import annotations
@@ -289,11 +292,26 @@ def _callable(arg: ir.Argument, fnty: ir.FunctionType) -> ir.Argument:
     return arg
 
 
+def _texts(limit: int) -> list[str]:
+    """The runtime as two modules: the allocator and threads, and the products' functions."""
+    from irkit.backends.llvm import Translator
+    from irkit.dialects.ik.linalg import gemm_runtime
+    return [str(build_module(limit)), str(Translator(jit.vector_isa()).translate(gemm_runtime()).module)]
+
+
 @functools.lru_cache(maxsize=None)
 def runtime() -> jit.Compiled:
     """Compile the runtime once and make its functions callable by name from every module."""
+    from irkit.backends.llvm import RUNTIME_FUNCTIONS
+    from irkit.compile_cache import compiler_fingerprint
     limit = int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
-    compiled = jit.compile_ir(str(build_module(limit)))
-    for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for"):
+    # keyed by what its text is made of, not by the text: a process that finds it cached
+    # neither builds nor translates it
+    key = jit.object_key(f"irkit runtime\0{compiler_fingerprint()}\0{limit}\0{jit.vector_isa()}\0"
+                         f"{jit.blas().int_bits}")
+    compiled = jit.load_object(key) if key is not None else None
+    if compiled is None:
+        compiled = jit.compile_ir(_texts(limit), key=key)
+    for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for", *RUNTIME_FUNCTIONS):
         jit.register_symbol(name, compiled.address(name))
     return compiled

@@ -725,11 +725,18 @@ def compile_child(family: str, data_file: str, cache_dir: str | None) -> None:
     print(json.dumps({"seconds": seconds, "loss": _scalar(value)}))
 
 
-def _run_compile_child(family: str, data: dict, data_file: str, cache_dir: str) -> float:
+def _run_compile_child(family: str, data: dict, data_file: str, cache_dir: str, pycache: str) -> float:
     env = dict(os.environ)
     child_cache: str | None = None
     if family == "irkit":
         env["IRKIT_CACHE_DIR"] = cache_dir
+        # Python's bytecode cache as an installed package has it (pip compiles the modules of
+        # the peers' packages when it installs them; irkit's editable install writes them on
+        # first import), in the bench's own folder: where the environment sets
+        # PYTHONDONTWRITEBYTECODE, each child would compile irkit's modules from source inside
+        # the timed compile.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
     elif family == "pytensor":
         # base_compiledir, not compiledir: PyTensor 3 keeps its numba cache in base_compiledir/numba
         env["PYTENSOR_FLAGS"] = ",".join(filter(None, [env.get("PYTENSOR_FLAGS"), f"base_compiledir={cache_dir}"]))
@@ -755,15 +762,18 @@ def compile_builder(family: str, warm: bool) -> Callable[[dict], Callable[[], Se
         data_file = os.path.join(workdir, "data.npz")
         np.savez(data_file, X=data["X"], y=data["y"], **{f"p{k}": p for k, p in enumerate(data["params"])})
         child_data = {**data, "warm": warm}
+        pycache = os.path.join(workdir, "pycache")
+        if family == "irkit" and not warm:  # fills pycache (the warm run's first call does)
+            _run_compile_child(family, child_data, data_file, tempfile.mkdtemp(dir=workdir), pycache)
         if warm:
             cache_dir = os.path.join(workdir, "cache")
             os.makedirs(cache_dir)
-            _run_compile_child(family, child_data, data_file, cache_dir)  # fills the cache
-            return lambda: Seconds(_run_compile_child(family, child_data, data_file, cache_dir))
+            _run_compile_child(family, child_data, data_file, cache_dir, pycache)  # fills the cache
+            return lambda: Seconds(_run_compile_child(family, child_data, data_file, cache_dir, pycache))
 
         def cold() -> Seconds:
             with tempfile.TemporaryDirectory(dir=workdir) as cache_dir:
-                return Seconds(_run_compile_child(family, child_data, data_file, cache_dir))
+                return Seconds(_run_compile_child(family, child_data, data_file, cache_dir, pycache))
         return cold
     return build
 

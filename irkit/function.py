@@ -290,6 +290,7 @@ class Function:
             self.messages, entry = hit["messages"], hit["entry"]
             self._llvm_text = None
         else:
+            E.prepare_soon()  # the runtime, compiled (the first time on a machine) while the passes run
             self._donate(module)  # after the key: the graph as built (and pickled) keys the cache
             entry = self._translate(module, args, single)
             t0 = time.perf_counter()

@@ -571,9 +571,10 @@ class BufferizePass(ModulePass):
     """Tensors to memrefs: buffers for kernels, lowerings for the ops outside kernels."""
 
     name = "bufferize"
-    # products of at most this many multiply-adds are inlined loops, larger ones library calls;
-    # -1 is irkit's default (linalg.SMALL_GEMM), the GPU pipeline sets 0: a product's loops in
-    # one thread are slower than any launch
+    # products of static shape and at most this many multiply-adds are inlined loops, the
+    # others library calls (on the CPU the runtime's irkit_gemm, which runs small ones as
+    # loops itself); -1 is irkit's default (linalg.SMALL_GEMM), the GPU pipeline sets 0: a
+    # product's loops in one thread are slower than any launch
     small_gemm: int = -1
 
     def apply(self, ctx: Context, op: builtin.ModuleOp) -> None:

@@ -21,15 +21,23 @@ import irkit as ik
 GEMM_SHAPES = [(3, 4, 5), (300, 200, 100), (1, 50, 30), (40, 1, 30), (20, 30, 1), (1, 1, 1), (5, 6, 0)]
 
 
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m,n,k", GEMM_SHAPES)
-def test_gemm_matches_numpy(rng, dtype, m, n, k):
-    """Small products run as inlined loops, larger ones as BLAS gemm, single rows and columns
-    as gemv, no terms (k = 0) as beta c; transposed operands are read in place."""
-    C, A, B = ik.matrix("C", dtype=dtype), ik.matrix("A", dtype=dtype), ik.matrix("B", dtype=dtype)
+def test_gemm_matches_numpy(rng, dtype, m, n, k, static):
+    """Small products of static shape run as inlined loops; the others call the runtime's
+    irkit_gemm, which runs small ones as its own loops, larger ones as BLAS gemm, single
+    rows as gemv, no terms (k = 0) as beta c; (static) single rows and columns are gemv;
+    transposed operands are read in place."""
+    def matrix(name, shape):
+        return ik.tensor(name, dtype=dtype, shape=shape) if static else ik.matrix(name, dtype=dtype)
+    C, A, B = matrix("C", (m, n)), matrix("A", (m, k)), matrix("B", (k, n))
+    A_t, B_t = matrix("At", (k, m)), matrix("Bt", (n, k))
     alpha = ik.scalar("alpha", dtype=dtype)
     f = ik.function([C, A, B, alpha], ik.gemm(C, A, B, alpha, 0.5))
-    f_t = ik.function([C, A, B], ik.gemm(C, A.T, B.T, -1.0, 2.0))  # A, B given transposed
+    f_t = ik.function([C, A_t, B_t], ik.gemm(C, A_t.T, B_t.T, -1.0, 2.0))  # A, B given transposed
+    f_a = ik.function([C, A_t, B], ik.gemm(C, A_t.T, B, 1.5, -1.0))
+    f_b = ik.function([C, A, B_t], ik.gemm(C, A, B_t.T, 1.0, 1.0))
     c = rng.standard_normal((m, n)).astype(dtype)
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     tol = 1e-4 if dtype == "float32" else 1e-12
@@ -38,6 +46,8 @@ def test_gemm_matches_numpy(rng, dtype, m, n, k):
     np.testing.assert_allclose(got, 0.5 * c + 3.0 * (a @ b), rtol=tol, atol=tol * max(k, 1))
     got_t = f_t(c, np.ascontiguousarray(a.T), np.ascontiguousarray(b.T))
     np.testing.assert_allclose(got_t, 2.0 * c - a @ b, rtol=tol, atol=tol * max(k, 1))
+    np.testing.assert_allclose(f_a(c, np.ascontiguousarray(a.T), b), 1.5 * (a @ b) - c, rtol=tol, atol=tol * max(k, 1))
+    np.testing.assert_allclose(f_b(c, a, np.ascontiguousarray(b.T)), a @ b + c, rtol=tol, atol=tol * max(k, 1))
 
 
 @pytest.mark.parametrize("m,n,k", [(4, 5, 3), (200, 300, 100), (1, 40, 30)])

@@ -448,11 +448,11 @@ def test_shape_attributes_and_numpy_keyword_signatures(rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("size", [(3, 5, 4), (70, 50, 40), (1, 500, 300)], ids=["inline", "blas", "blas-one-row"])
+@pytest.mark.parametrize("size", [(3, 5, 4), (70, 50, 40), (1, 500, 300)], ids=["loops", "blas", "blas-one-row"])
 def test_matmul_with_transposed_operands_small_and_large(dtype, size, rng):
-    """Below SMALL_GEMM multiply-adds the product is inlined loops, above it BLAS (a single
-    row of the result: gemv at run time); either reads a transposed operand (a.T, b.T) in
-    place, with and without a batch."""
+    """The runtime's irkit_gemm (sizes known at run time only) runs a product of at most
+    SMALL_GEMM multiply-adds as loops, a larger one as BLAS (a single row of the result:
+    gemv); either reads a transposed operand (a.T, b.T) in place, with and without a batch."""
     from irkit.dialects.ik.linalg import SMALL_GEMM
     m, n, k = size
     assert (m * n * k <= SMALL_GEMM) == (size == (3, 5, 4))

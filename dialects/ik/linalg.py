@@ -5,16 +5,20 @@ C <- beta C + alpha A B on matrices, which the `gemm-epilogue` pass makes of a
 product added to (or subtracted from) a matrix: the sum is the product's own
 epilogue, written over C's buffer when C dies there.
 
-On the CPU, float32 and float64 products call the BLAS (sgemm/dgemm, gemv for
-a single row or column), one call per batch element; other dtypes run as loops.
+On the CPU, a float32 or float64 product is one call per batch element of the runtime's
+`irkit_gemm_f32/f64` (`gemm_runtime` below, compiled once per machine): loops for small
+products, BLAS sgemm/dgemm (gemv for a single row) for the others; one of static shape and
+few multiply-adds is inlined as loops instead, a static single row or column calls gemv.
+Other dtypes run as loops.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from xdsl.dialects import arith, func, memref
-from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, TensorType, i1
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp, TensorType, i1
 from xdsl.irdl import irdl_op_definition, operand_def, result_def
+from xdsl.rewriter import InsertPoint
 
 from irkit import ops as K
 from irkit.dialects.ik import scalar as S
@@ -22,7 +26,7 @@ from irkit.dialects.ik.calculus import as_dtype_of, batch_dims, float_dtype, unb
 from irkit.dialects.ik.base import IkOp
 from irkit.dtypes import ufunc_result
 from irkit.errors import DTypeError, ShapeError
-from irkit.loops import INDEX, broadcast_index
+from irkit.loops import INDEX, Cursor, broadcast_index
 from irkit.types import dtype_of, format_shape, static_shape
 
 
@@ -196,17 +200,7 @@ class GemmOp(IkOp):
         out = bz.copy(c, self.c.type) if id(c.root) in read else bz.writable_copy_of(self.c)
         alpha = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.alpha).memref, []))
         beta = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.beta).memref, []))
-        k = a.dims[-1]
-        if isinstance(k, int) and k > 0:
-            _gemm(bz, a, b, out, dims, dt, alpha, beta)
-        else:  # no terms to sum: C <- beta C (BLAS's gemv would not scale y)
-            def empty(ci):
-                _scale(ci, out, dims, beta, dt)
-
-            def product(ci):
-                _gemm(bz, a, b, out, dims, dt, alpha, beta, ci)
-            c0 = bz.cur
-            c0.if_else(c0.emit(arith.CmpiOp(c0.as_index(k), c0.index(0), "eq")), empty, product)
+        _gemm(bz, a, b, out, dims, dt, alpha, beta)
         bz.set_result(self.result, out)
 
 
@@ -246,15 +240,25 @@ def _batch_offset(c, ivs, bdims, mat):
     return c.emit(arith.MuliOp(off, c.as_index(mat)))
 
 
-def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None) -> None:
-    """`func.call @irkit_gemm_f32/f64(transA, transB, M, N, K, alpha, A, offA, ldA, B, offB, ldB,
-    beta, C, offC, ldC)`: row-major C = alpha op(A) op(B) + beta C (the backend calls BLAS).
-    alpha and beta are scalar values (None: 1 and 0, C is only written)."""
-    name = f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
+def gemm_symbol(dt: np.dtype) -> str:
+    return f"irkit_gemm_{'f32' if dt == np.float32 else 'f64'}"
+
+
+def gemm_signature(dt: np.dtype) -> list:
+    """(transA, transB, M, N, K, alpha, A, offA, ldA, B, offB, ldB, beta, C, offC, ldC)"""
     ft = S.scalar_type(dt)
     flat_t = MemRefType(ft, [DYNAMIC_INDEX])
-    bz.declare(name, [i1, i1, INDEX, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, INDEX,
-                      ft, flat_t, INDEX, INDEX])
+    return [i1, i1, INDEX, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, INDEX, ft, flat_t, INDEX, INDEX]
+
+
+def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None) -> None:
+    """`func.call @irkit_gemm_f32/f64(transA, transB, M, N, K, alpha, A, offA, ldA, B, offB, ldB,
+    beta, C, offC, ldC)`: row-major C = alpha op(A) op(B) + beta C (on the CPU the runtime's
+    function of that name, `gemm_runtime`; on a GPU cuBLAS). A product of static shape and
+    at most `bz.small_gemm` multiply-adds is inlined as loops instead (LLVM unrolls them for
+    the known sizes). alpha and beta are scalar values (None: 1 and 0, C is only written)."""
+    name = gemm_symbol(dt)
+    bz.declare(name, gemm_signature(dt))
     sa, sb = a.transposed_from or a, b.transposed_from or b
     m, n, k = dims[-2], dims[-1], a.dims[-1]
     batch = dims[:-2]
@@ -265,15 +269,8 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None)
     t_a = S.constant(c, a.transposed_from is not None, np.dtype(bool))
     t_b = S.constant(c, b.transposed_from is not None, np.dtype(bool))
     mats = [_product(c, sa.dims[-2:]), _product(c, sb.dims[-2:]), _product(c, [m, n])]
-
-    known = int(np.prod([x for x in (m, n, k) if isinstance(x, int)]))
-    if known > bz.small_gemm or bz.small_gemm == 0:  # large whatever the dynamic sizes are (or empty)
-        small = None
-    elif all(isinstance(x, int) for x in (m, n, k)):
-        small = True
-    else:
-        work = c.emit(arith.MuliOp(c.emit(arith.MuliOp(c.as_index(m), c.as_index(n))), c.as_index(k)))
-        small = c.emit(arith.CmpiOp(work, c.index(bz.small_gemm), "sle"))
+    static = all(isinstance(x, int) for x in (m, n, k))
+    inline = static and 0 < bz.small_gemm and int(np.prod([m, n, k])) <= bz.small_gemm
     trans = (a.transposed_from is not None, b.transposed_from is not None)
     # a row times a matrix (or a matrix times a column) is BLAS's gemv: gemm would pack the matrix
     vector = "row" if m == 1 else "column" if n == 1 else None
@@ -281,26 +278,74 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None)
     def body(cc, ivs, _):
         offs = [_batch_offset(cc, ivs, buf.dims[:-2], mat) for buf, mat in zip((sa, sb, out), mats)]
         lda, ldb = cc.as_index(sa.dims[-1]), cc.as_index(sb.dims[-1])
-
-        def call(ci):
-            if vector is not None:
-                _gemv(bz, ci, vector, trans, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, dt,
-                      one, zero)
-                return
-            ci.emit(func.CallOp(name, [t_a, t_b, ci.as_index(m), ci.as_index(n), ci.as_index(k), one,
-                                       fa, offs[0], lda, fb, offs[1], ldb, zero, fc, offs[2], ci.as_index(n)], []))
-
-        def inline(ci):
-            _small_gemm(ci, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, trans, dt,
-                        alpha, beta)
-        if small is True:
-            inline(cc)
-        elif small is None:
-            call(cc)
+        if inline:
+            a_steps = (1, lda) if trans[0] else (lda, 1)
+            _small_gemm(cc, (fa, offs[0], a_steps), (fb, offs[1], ldb), (fc, offs[2], n), m, n, k, trans[1],
+                        dt, alpha, beta)
+        elif vector is not None:
+            _gemv(bz.declare, cc, vector, trans, (fa, offs[0], lda), (fb, offs[1], ldb), (fc, offs[2]), m, n, k, dt,
+                  one, zero)
         else:
-            cc.if_else(small, inline, call)
+            cc.emit(func.CallOp(name, [t_a, t_b, cc.as_index(m), cc.as_index(n), cc.as_index(k), one,
+                                       fa, offs[0], lda, fb, offs[1], ldb, zero, fc, offs[2], cc.as_index(n)], []))
         return []
-    c.loop_nest(batch, [], body)
+    if beta is None or (isinstance(k, int) and k > 0) or (bz.small_gemm and vector is None and not inline):
+        c.loop_nest(batch, [], body)  # (the CPU runtime's irkit_gemm scales C by beta itself when k = 0)
+        return
+
+    def empty(ce):  # no terms to sum: C <- beta C (BLAS's gemv would not scale y)
+        _scale(ce, out, dims, beta, dt)
+    c.if_else(c.emit(arith.CmpiOp(c.as_index(k), c.index(0), "eq")), empty,
+              lambda cp: cp.loop_nest(batch, [], body))
+
+
+def gemm_runtime() -> ModuleOp:
+    """`@irkit_gemm_f32/f64` as the CPU runs them, compiled once into the runtime
+    (backends/runtime.py), so a compiled function holds one call per product whatever its
+    sizes turn out to be: k = 0 scales C by beta (as BLAS's gemm); a product of at most
+    SMALL_GEMM multiply-adds runs as the loops of `_small_gemm` (a BLAS call costs more than
+    the work); a larger one calls BLAS (`@irkit_blas_gemm_*`, gemv for a single row)."""
+    functions = []
+    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+        types = gemm_signature(dt)
+        blas = gemm_symbol(dt).replace("irkit_", "irkit_blas_")
+        f = func.FuncOp(gemm_symbol(dt), (types, []))
+        block = f.body.block
+        c = Cursor(InsertPoint.at_end(block))
+        ta, tb, m, n, k, alpha, fa, oa, lda, fb, ob, ldb, beta, fc, oc, ldc = block.args
+
+        def empty(ce):
+            def row(ci, i, _):
+                def col(cj, j, _):
+                    idx = cj.emit(arith.AddiOp(oc, cj.emit(arith.AddiOp(cj.emit(arith.MuliOp(i, ldc)), j))))
+                    x = cj.emit(memref.LoadOp.get(fc, [idx]))
+                    cj.emit(memref.StoreOp.get(_beta_times(cj, beta, x, dt), fc, [idx]))
+                    return []
+                ci.for_loop(0, n, 1, [], col)
+                return []
+            ce.for_loop(0, m, 1, [], row)
+
+        def small(cs):
+            # op(A)'s steps as values (LLVM versions the loops for a unit step): one loop
+            # nest per form, not per transposition of A
+            one = cs.index(1)
+            steps = (cs.emit(arith.SelectOp(ta, one, lda)), cs.emit(arith.SelectOp(ta, lda, one)))
+
+            def variant(cv, b_transposed):
+                _small_gemm(cv, (fa, oa, steps), (fb, ob, ldb), (fc, oc, ldc), m, n, k, b_transposed, dt,
+                            alpha, beta)
+            cs.if_else(tb, lambda cv: variant(cv, True), lambda cv: variant(cv, False))
+
+        def large(cl):
+            cl.emit(func.CallOp(blas, list(block.args), []))
+
+        def nonempty(cn):
+            work = cn.emit(arith.MuliOp(cn.emit(arith.MuliOp(m, n)), k))
+            cn.if_else(cn.emit(arith.CmpiOp(work, cn.index(SMALL_GEMM), "sle")), small, large)
+        c.if_else(c.emit(arith.CmpiOp(k, c.index(0), "eq")), empty, nonempty)
+        c.emit(func.ReturnOp())
+        functions += [func.FuncOp.external(blas, types, []), f]
+    return ModuleOp(functions)
 
 
 def _product(c, dims) -> object:
@@ -313,13 +358,13 @@ def _product(c, dims) -> object:
     return out
 
 
-def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt, alpha, beta) -> None:
+def _gemv(declare, c, vector: str, trans, a, b, out, m, n, k, dt, alpha, beta) -> None:
     """C (1 x n) = a B or C (m x 1) = A b as `func.call @irkit_gemv_*`: BLAS's column-major
     y = op(M) x, where a row-major matrix is its column-major transpose."""
     name = f"irkit_gemv_{'f32' if dt == np.float32 else 'f64'}"
     ft = S.scalar_type(dt)
     flat_t = MemRefType(ft, [DYNAMIC_INDEX])
-    bz.declare(name, [i1, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, ft, flat_t, INDEX])
+    declare(name, [i1, INDEX, INDEX, ft, flat_t, INDEX, INDEX, flat_t, INDEX, ft, flat_t, INDEX])
     (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
     if vector == "row":   # y (n) = B^T a: B row-major (k x n) is column-major (n x k)
         mat, off, ld, x, xoff = fb, ob, ldb, fa, oa
@@ -333,18 +378,20 @@ def _gemv(bz, c, vector: str, trans, a, b, out, m, n, k, dt, alpha, beta) -> Non
                               alpha, mat, off, ld, x, xoff, beta, fc, oc], []))
 
 
-# Below this many multiply-adds a product runs as inlined, vectorised loops: a BLAS call
-# costs more than the work (the matrix-vector products of an RNN step, measured in
-# benchmarks/rnn.py).
+# Below this many multiply-adds a product runs as vectorised loops (inlined when its shape
+# is static, else the runtime's): a BLAS call costs more than the work (the matrix-vector
+# products of an RNN step, measured in benchmarks/rnn.py).
 SMALL_GEMM = 1 << 16
 _FAST = arith.FastMathFlagsAttr(["reassoc", "contract"])
 
 
-def _small_gemm(c, a, b, out, m, n, k, trans, dt, alpha=None, beta=None) -> None:
-    """Row-major C = alpha op(A) op(B) + beta C on flat buffers (data, offset, row length):
-    rows of C accumulated from rows of B (i-k-j) when B is not transposed, else dot products
-    (i-j-k). alpha None is 1; beta None is 0 (C only written)."""
-    (fa, oa, lda), (fb, ob, ldb), (fc, oc) = a, b, out
+def _small_gemm(c, a, b, out, m, n, k, b_transposed: bool, dt, alpha=None, beta=None) -> None:
+    """Row-major C = alpha op(A) op(B) + beta C on flat buffers: `a` is (data, offset,
+    (row step, column step)) of op(A) (ints or index values: a transposed A's steps are
+    swapped), `b` and `out` are (data, offset, row length). Rows of C accumulated from rows
+    of B (i-k-j) when B is not transposed, else dot products (i-j-k). alpha None is 1; beta
+    None is 0 (C only written)."""
+    (fa, oa, (a_row, a_col)), (fb, ob, ldb), (fc, oc, ldc) = a, b, out
 
     def epilogue_c(ci, idx):
         return _beta_times(ci, beta, ci.emit(memref.LoadOp.get(fc, [idx])), dt)
@@ -355,21 +402,22 @@ def _small_gemm(c, a, b, out, m, n, k, trans, dt, alpha=None, beta=None) -> None
             total = S.mul(ci, alpha, total, dt, _FAST)
         return total if beta is None else S.add(ci, total, epilogue_c(ci, idx), dt, _FAST)
 
-    def at(ci, buf, off, row, col, ld):
-        i = ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(row, ld)), col))
+    def at(ci, buf, off, row, row_step, col, col_step=1):
+        i = ci.emit(arith.MuliOp(row, ci.as_index(row_step)))
+        i = ci.emit(arith.AddiOp(i, col if col_step == 1 else ci.emit(arith.MuliOp(col, ci.as_index(col_step)))))
         return ci.emit(memref.LoadOp.get(buf, [ci.emit(arith.AddiOp(off, i))]))
 
     def a_at(ci, i, kk):
-        return at(ci, fa, oa, kk, i, lda) if trans[0] else at(ci, fa, oa, i, kk, lda)
+        return at(ci, fa, oa, i, a_row, kk, a_col)
 
     def c_index(ci, i, j):
-        return ci.emit(arith.AddiOp(oc, ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(i, ci.as_index(n))), j))))
+        return ci.emit(arith.AddiOp(oc, ci.emit(arith.AddiOp(ci.emit(arith.MuliOp(i, ci.as_index(ldc))), j))))
 
     def row(ci, i, _):
-        if trans[1]:
+        if b_transposed:
             def col(cj, j, _):
                 def acc(ck, kk, s):
-                    x = S.mul(ck, a_at(ck, i, kk), at(ck, fb, ob, j, kk, ldb), dt, _FAST)
+                    x = S.mul(ck, a_at(ck, i, kk), at(ck, fb, ob, j, ldb, kk), dt, _FAST)
                     return [S.add(ck, s[0], x, dt, _FAST)]
                 total = cj.for_loop(0, k, 1, [S.constant(cj, 0.0, dt)], acc)[0]
                 idx = c_index(cj, i, j)
@@ -392,7 +440,7 @@ def _small_gemm(c, a, b, out, m, n, k, trans, dt, alpha=None, beta=None) -> None
 
             def update(cj, j, _):
                 idx = c_index(cj, i, j)
-                y = S.mul(cj, x, at(cj, fb, ob, kk, j, ldb), dt, _FAST)
+                y = S.mul(cj, x, at(cj, fb, ob, kk, ldb, j), dt, _FAST)
                 cj.emit(memref.StoreOp.get(S.add(cj, cj.emit(memref.LoadOp.get(fc, [idx])), y, dt, _FAST),
                                            fc, [idx]))
                 return []
