@@ -302,8 +302,12 @@ def _unlocked() -> dict | None:
 
 
 def _compile_workers() -> int:
+    """Parts to compile at once: the cores this process may use (at most 4)."""
     import os
-    return max(1, min(4, os.cpu_count() or 1)) if _unlocked() is not None else 1
+    if _unlocked() is None:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 @functools.lru_cache(maxsize=None)

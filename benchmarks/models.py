@@ -742,7 +742,10 @@ def _run_compile_child(family: str, data: dict, data_file: str, cache_dir: str, 
         env["PYTENSOR_FLAGS"] = ",".join(filter(None, [env.get("PYTENSOR_FLAGS"), f"base_compiledir={cache_dir}"]))
     elif family == "jax":
         child_cache = cache_dir if data["warm"] else None  # cold: JAX's default, no persistent cache
-    code = (f"import sys; sys.path.insert(0, {HERE!r}); import models; "
+    # on every core of the machine, as a user's process compiles (the worker that starts it is
+    # pinned to the thread count being compared; compiling is not part of that comparison)
+    code = (f"import os, sys; sys.path.insert(0, {HERE!r}); import models; "
+            f"hasattr(os, 'sched_setaffinity') and os.sched_setaffinity(0, range(os.cpu_count())); "
             f"models.compile_child({family!r}, {data_file!r}, {child_cache!r})")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -786,7 +789,8 @@ def compile_workload(warm: bool) -> Workload:
     return Workload(
         name=f"compile_mlp_{which}",
         description=f"Compile time of the {'-'.join(map(str, MLP_SIZES))} MLP training step in a new process, "
-                    f"with {how}: the graph is built first; only the compile is timed (irkit: ik.function; "
+                    f"with {how}, on all the machine's cores: the graph is built first; only the compile is "
+                    "timed (irkit: ik.function; "
                     "JAX: jit(step).lower(...).compile(); PyTensor: pytensor.function and its first call, "
                     "where its numba backend compiles, less a second call). The child runs the step once "
                     "and its loss is checked against numpy's.",
