@@ -393,7 +393,8 @@ def split_module(text: str, parts: int) -> list[str]:
         j = load.index(min(load))
         bins[j].append(k)
         load[j] += weights[k]
-    exposed = [[f[0].replace("define internal ", "define ", 1)] + f[1:] for f in functions]
+    exposed = [[f[0].replace("define internal ", "define ", 1).replace("define private ", "define ", 1)] + f[1:]
+               for f in functions]
     declarations = [_declaration(f[0]) for f in exposed]
     out = []
     for members in bins:
