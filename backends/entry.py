@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from dataclasses import dataclass
 
@@ -126,6 +127,18 @@ def prepare() -> None:
         jit.register_symbol("irkit_numpy_api", _api_pointer())
         runtime.runtime()
         _prepared = True
+
+
+def _after_fork_in_child() -> None:
+    """A fork while the runtime was being prepared on its thread leaves the child with the lock
+    held by a thread it does not have: the child prepares for itself."""
+    global _prepare_lock, _preparing
+    if not _prepared:
+        _prepare_lock, _preparing = threading.Lock(), False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def prepare_soon() -> None:

@@ -310,10 +310,19 @@ def _compile_workers() -> int:
     return max(1, min(4, cores))
 
 
-@functools.lru_cache(maxsize=None)
+_pool: tuple[int, object] | None = None  # (the process id it was made in, the executor)
+
+
 def _compile_pool():
+    """The threads that compile the other parts: made again in a forked child, which has none
+    of its parent's threads (the parent's executor would queue work no thread takes)."""
+    import os
     from concurrent.futures import ThreadPoolExecutor
-    return ThreadPoolExecutor(max_workers=max(1, _compile_workers() - 1), thread_name_prefix="irkit-llvm")
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=max(1, _compile_workers() - 1),
+                                                 thread_name_prefix="irkit-llvm"))
+    return _pool[1]
 
 
 def _compile_part(text: str, level: int) -> bytes:

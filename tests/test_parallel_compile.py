@@ -10,12 +10,15 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
+import pytest
 
 import irkit as ik
 from irkit.backends import jit
@@ -109,6 +112,53 @@ def test_functions_compile_from_several_threads_at_once():
     assert sorted(results) == list(range(n))
     for got, want in results.values():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def _deep_graph(scale: float):
+    x = ik.matrix("x")
+    h = x
+    for k in range(12):  # enough kernels that the module is cut in parts
+        h = ik.softmax(ik.tanh(h * (k + scale)), axis=1) + ik.exp(-h).sum(axis=0)
+    return x, h
+
+
+def _deep_reference(xv: np.ndarray, scale: float) -> np.ndarray:
+    h = xv
+    for k in range(12):
+        z = np.tanh(h * (k + scale))
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        h = e / e.sum(axis=1, keepdims=True) + np.exp(-h).sum(axis=0)
+    return h
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_compiles_with_threads_of_its_own(monkeypatch, tmp_path):
+    """The compile threads are the parent's: a child forked after a compile (multiprocessing's
+    default on Linux) makes its own instead of queueing parts no thread takes."""
+    monkeypatch.setattr(ik.config, "cache_dir", str(tmp_path))
+    xv = np.linspace(0, 1, 12).reshape(3, 4)
+    x, h = _deep_graph(1.0)
+    np.testing.assert_allclose(ik.function([x], h)(xv), _deep_reference(xv, 1.0), rtol=1e-10)
+    pid = os.fork()
+    if pid == 0:  # the child: a new graph (no cache hit), compiled in parts, checked
+        code = 1
+        try:
+            x2, h2 = _deep_graph(2.0)
+            ok = np.allclose(ik.function([x2], h2)(xv), _deep_reference(xv, 2.0), rtol=1e-10)
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's compile hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 SCRIPT = textwrap.dedent("""
