@@ -294,7 +294,7 @@ class Function:
             self._donate(module)  # after the key: the graph as built (and pickled) keys the cache
             entry = self._translate(module, args, single)
             t0 = time.perf_counter()
-            compiled = jit.compile_ir(self._llvm_text)
+            compiled = jit.compile_ir(self._llvm_text, before_load=E.prepare)  # the runtime: needed to load
             t["llvm-jit"] = time.perf_counter() - t0
             compile_cache.record(key, {"object": jit.object_key(self._llvm_text), "entry": entry,
                                        "messages": self.messages})
@@ -317,7 +317,6 @@ class Function:
         donated = {res: arg for arg, res in self._donated.items()}
         results = [E.ResultSpec(dtype_of(v.type), len(v.type.get_shape()), donated.get(k))
                    for k, v in enumerate(o.value for o in self._graph_outputs)]
-        E.prepare()
         entry = E.EntryBuilder(translation.module).build(kernel, args, results, single=single)
         self._llvm_text = str(translation.module)
         t["llvm-ir"] = time.perf_counter() - t0

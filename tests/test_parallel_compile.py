@@ -81,6 +81,30 @@ def test_parts_compiled_apart_call_each_other(monkeypatch, tmp_path):
     assert g(-3) == -3 + n
 
 
+def test_before_load_makes_a_called_symbol_resolvable_on_a_miss_and_on_a_hit(monkeypatch, tmp_path):
+    """The code calls a symbol nobody has registered yet (the runtime, compiling on its own
+    thread while a function's parts compile): `before_load` registers it just before the
+    load, on a fresh compile and on a cache hit alike, and never before the compile."""
+    monkeypatch.setattr(ik.config, "cache_dir", str(tmp_path))
+    name = f"irkit_test_late_{os.getpid()}_{time.monotonic_ns()}"
+    text = _module(2, 10, extra=f'declare i64 @"{name}"(i64 %".1")').replace(
+        '  %"c" = call i64 @"f0"(i64 %".1")', f'  %"c" = call i64 @"{name}"(i64 %".1")')
+    callback_type = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)
+    late = callback_type(lambda x: 100 * x)
+    calls = []
+
+    def register() -> None:
+        calls.append(name)
+        jit.register_symbol(name, ctypes.cast(late, ctypes.c_void_p).value)
+    compiled = jit.compile_ir(text, before_load=register)
+    assert calls == [name]
+    assert callback_type(compiled.address("f1"))(3) == 300 + 1
+    monkeypatch.setattr(jit, "_compile_part", lambda *a: pytest.fail("compiled again, not loaded from the cache"))
+    again = jit.compile_ir(text, before_load=register)
+    assert calls == [name, name]
+    assert callback_type(again.address("f1"))(-2) == -200 + 1
+
+
 def test_functions_compile_from_several_threads_at_once():
     """Graphs built and compiled in several threads at once (the passes' rules insert ops
     through a per-thread context; a shared one once put one thread's ops in another's
