@@ -41,6 +41,23 @@ from irkit.debugprint import debugprint  # noqa: E402
 from irkit.graph_dot import graph_svg  # noqa: E402
 from irkit.custom import OpFromGraph  # noqa: E402
 from irkit.control import ifelse, scan, until  # noqa: E402
-from irkit.dsl import compile_dsl, parse_dsl  # noqa: E402
 from irkit.random import RandomStream  # noqa: E402
 from irkit import sparse  # noqa: E402  (ik.sparse: CSR/CSC matrices)
+
+
+# loaded on first use: the DSL's parser generator (lark) is 40 ms of `import irkit`
+_LAZY = {"dsl": ("irkit.dsl", None), "compile_dsl": ("irkit.dsl", "compile_dsl"),
+         "parse_dsl": ("irkit.dsl", "parse_dsl")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        found = importlib.import_module(module)
+        return found if attr is None else getattr(found, attr)
+    raise AttributeError(f"module 'irkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
