@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -29,6 +31,18 @@ def _mlp_params(n=6):
 def _softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_the_dsl_loads_on_first_use():
+    """`import irkit` leaves the DSL's parser (lark) unloaded; ik.dsl, ik.compile_dsl and
+    ik.parse_dsl load it when first read, and an unknown name is still an AttributeError."""
+    code = ("import sys, irkit as ik; before = 'lark' in sys.modules; "
+            "fns = (ik.dsl.load, ik.compile_dsl, ik.parse_dsl); after = 'lark' in sys.modules; "
+            "missing = not hasattr(ik, 'no_such_name'); "
+            "print(before, after, missing, 'compile_dsl' in dir(ik), fns[1] is sys.modules['irkit.dsl'].compile_dsl)")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == ["False", "True", "True", "True", "True"]
 
 
 def test_the_mlp_of_the_design_parses_compiles_and_runs():
