@@ -32,7 +32,6 @@ HEADER = 64
 LARGE = 1 << 20
 SLOTS = 32
 MADV_HUGEPAGE = 14
-RUNTIME_LEVEL = 2  # LLVM's optimisation level for the runtime
 
 
 def _declare(m: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -308,13 +307,11 @@ def runtime() -> jit.Compiled:
     limit = int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
     # keyed by what its text is made of, not by the text: a process that finds it cached
     # neither builds nor translates it
-    key = jit.object_key(f"irkit runtime\0{RUNTIME_LEVEL}\0{compiler_fingerprint()}\0{limit}\0{jit.vector_isa()}\0"
+    key = jit.object_key(f"irkit runtime\0{compiler_fingerprint()}\0{limit}\0{jit.vector_isa()}\0"
                          f"{jit.blas().int_bits}")
     compiled = jit.load_object(key) if key is not None else None
     if compiled is None:
-        # -O2: the products' loops compile in 80 ms instead of 210 (-O3 unrolls and versions
-        # them twice over) and run as fast (2-6 us per small product either way, measured)
-        compiled = jit.compile_ir(_texts(limit), RUNTIME_LEVEL, key=key)
+        compiled = jit.compile_ir(_texts(limit), key=key)
     for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for", *RUNTIME_FUNCTIONS):
         jit.register_symbol(name, compiled.address(name))
     return compiled
