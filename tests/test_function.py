@@ -4,9 +4,14 @@ the user's source line, debugprint and the IR of each stage."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import inspect
+import subprocess
 import sys
+import textwrap
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -276,6 +281,51 @@ def test_scalars_of_the_exact_dtype_take_the_native_entry():
         f._local.busy = False
     assert values[0] == 1.25 and values[2] == 7  # read, never written
     assert_matches(f(np.float32(1.25), 0.5, 7, True)[0], np.asarray(2.5))
+
+
+def test_the_native_builtin_keeps_its_method_def_alive_itself():
+    """CPython reads a builtin's PyMethodDef when it frees the builtin. A natively called
+    function's class holds its builtin (a reference cycle), and the garbage collector may
+    break such a cycle in any order (at the latest at exit): the PyMethodDef must lie in an
+    object the builtin holds and the collector never clears, as a bytes object in its `self`
+    tuple, not in a ctypes structure the collector can free first (that crashed 4 exits in
+    10 after a 2,000-op graph)."""
+    x, y = ik.dscalar("x"), ik.dscalar("y")
+    f = ik.function([x, y], x + y)
+    builtin = type(f).__call__
+    assert builtin is f._native.call and type(builtin).__name__ == "builtin_function_or_method"
+    method_def = ctypes.c_void_p.from_address(id(builtin) + 16).value  # PyCFunctionObject.m_ml
+    holders = [item for item in builtin.__self__ if isinstance(item, bytes)]
+    assert any(ctypes.cast(ctypes.c_char_p(b), ctypes.c_void_p).value <= method_def
+               and method_def + 32 <= ctypes.cast(ctypes.c_char_p(b), ctypes.c_void_p).value + len(b)
+               for b in holders), "the PyMethodDef is not inside the builtin's own self"
+    assert builtin.__name__.startswith("irkit_entry_")
+    assert builtin(np.float64(1.5), np.float64(2.25)) == 3.75
+    ref = weakref.ref(f)
+    del f, builtin
+    gc.collect()
+    assert ref() is None  # the cycle is collected, the builtin with it
+
+
+def test_the_runtime_code_outlives_its_cache_entry():
+    """Arrays hold their buffers through a capsule whose destructor is the runtime's compiled
+    irkit_capsule_free: that code stays mapped even once nothing refers to the runtime's
+    engine (here its cache is cleared), or freeing the arrays would jump into unmapped
+    memory (a segfault, in a child process here)."""
+    code = textwrap.dedent("""
+        import gc, numpy as np, irkit as ik
+        from irkit.backends import runtime
+        x = ik.vector("x")
+        f = ik.function([x], ik.exp(x) + 1.0)
+        arrays = [f(np.ones(n)) for n in (10, 1000, 3_000_000)]
+        runtime.runtime.cache_clear()
+        gc.collect()
+        del arrays
+        print(ik.function([x], x * 2.0)(np.ones(3)).tolist())
+    """)
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, (got.returncode, got.stderr[-2000:])
+    assert got.stdout.split("\n")[-2] == "[2.0, 2.0, 2.0]"
 
 
 # ---------------------------------------------------------------------------
