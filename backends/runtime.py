@@ -300,8 +300,10 @@ def _texts(limit: int) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def runtime() -> jit.Compiled:
-    """Compile the runtime once and make its functions callable by name from every module."""
+def runtime() -> None:
+    """Compile the runtime once and make its functions callable by name from every module.
+    Its machine code stays mapped until the process ends: the last arrays it allocated may
+    be freed (through irkit_capsule_free) after every module, this one included, is gone."""
     from irkit.backends.llvm import RUNTIME_FUNCTIONS
     from irkit.compile_cache import compiler_fingerprint
     limit = int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
@@ -314,4 +316,4 @@ def runtime() -> jit.Compiled:
         compiled = jit.compile_ir(_texts(limit), key=key)
     for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for", *RUNTIME_FUNCTIONS):
         jit.register_symbol(name, compiled.address(name))
-    return compiled
+    compiled.engine.detach()  # never disposed, so never unmapped
