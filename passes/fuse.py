@@ -192,11 +192,13 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
     def same_shape(a: list, b: list) -> bool:
         return len(a) == len(b) and all(algebra.same(x, y) for x, y in zip(a, b))
 
-    def creates_cycle(target: set[Group], at: int) -> bool:
-        """Whether merging `target` into one kernel makes a cycle: an input of the merged
-        kernel computed, through other kernels or ops, from one of its own values.
+    def creates_cycle(target: set[Group], at: int, extra: Operation | None = None) -> bool:
+        """Whether merging `target` (and `extra`) into one kernel makes a cycle: an input of
+        the merged kernel computed, through other kernels or ops, from one of its own values.
         (Ops not yet visited come before `at` and cannot depend on any kernel.)"""
         members = set().union(*(g.members for g in target))
+        if extra is not None:
+            members.add(extra)
         stack = [v.owner for m in members for v in m.operands
                  if isinstance(v.owner, Operation) and v.owner not in members]
         seen: set = set()
@@ -216,13 +218,13 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
                 stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
         return False
 
-    def try_merge(target: set[Group], at: int) -> Group | None:
+    def try_merge(target: set[Group], at: int, extra: Operation | None = None) -> Group | None:
         gs = list(target)
         if any(not same_shape(gs[0].shape, g.shape) for g in gs[1:]):
             return None
-        if sum(len(g.members) for g in gs) >= max_ops:
+        if sum(len(g.members) for g in gs) + (extra is not None) > max_ops - (extra is None):
             return None
-        if creates_cycle(target, at):
+        if creates_cycle(target, at, extra):
             return None
         main = gs[0]
         for g in gs[1:]:
@@ -230,6 +232,37 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             main.roots += g.roots
             main.members |= g.members
         return main
+
+    def join_as_output(op: Operation, data: list, cheap: bool) -> bool:
+        """When `op` cannot be inlined into every kernel that reads it (a reader outside any
+        kernel, a full kernel, kernels that cannot merge), make it an output of the kernel
+        its other readers' kernels merge into (or of the fullest one of them that takes
+        it), rather than of a kernel of its own: those readers read it in registers, the
+        rest from memory either way. Without this, a large graph whose first kernel is
+        full fell apart into a kernel for almost every op (2,000 random elementwise ops:
+        316 kernels)."""
+        shape = shapes.get(op.results[0]) if len(op.results) == 1 else None
+        if shape is None or isinstance(op, I.RequireOp):
+            # a require read outside kernels stays a kernel of its own, which runs (and
+            # raises its own message) before the size checks of the kernels that read it:
+            # their sizes may mismatch exactly as its condition says (RandomStream.choice)
+            return False
+        candidates: set[Group] = set()
+        for u, i in data:
+            gs = groups_of_user(u)
+            if gs is not None and edge_legal(op, u, i, shapes, cheap):
+                candidates |= {g for g in gs if len(g.members) < max_ops and same_shape(g.shape, shape)}
+        tries = ([candidates] if len(candidates) > 1 else []) + \
+            [{g} for g in sorted(candidates, key=lambda g: (-len(g.members), index[g.roots[0]]))]
+        for target in tries:
+            group = try_merge(target, index[op], extra=op)
+            if group is not None:
+                group.roots.append(op)
+                group.members.add(op)
+                groups_of[op] = {group}
+                root_group[op] = group
+                return True
+        return False
 
     for op in reversed(ops):
         if not isinstance(op, IkOp):
@@ -280,7 +313,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             standalone.add(op)
         elif isinstance(op, I.TransposeOp) and _feeds_only_products(op):
             standalone.add(op)
-        else:
+        elif shape_only or not join_as_output(op, data, cheap):
             new_root(op)
     final = {g.find() for gs in groups_of.values() for g in gs}
     for g in final:

@@ -203,6 +203,46 @@ builtin.module {
     func.return %1, %2 : tensor<?xf32>, tensor<?xf32>
   }
 
+  // an expensive value that is returned and also read by a kernel is one of that
+  // kernel's outputs, not a kernel of its own
+  // CHECK-LABEL: func.func @returned_and_read(
+  // CHECK-NEXT:    %[[E:.*]], %[[S:.*]] = ikf.kernel ins(%x : tensor<?xf32>) {
+  // CHECK-NEXT:    ^bb0(
+  // CHECK-NEXT:      %[[EI:.*]] = ik.exp
+  // CHECK-NEXT:      %[[SI:.*]] = ik.sin %[[EI]]
+  // CHECK-NEXT:      ikf.yield %[[EI]], %[[SI]] : tensor<?xf32>, tensor<?xf32>
+  // CHECK-NEXT:    } -> (tensor<?xf32>, tensor<?xf32>)
+  // CHECK-NEXT:    func.return %[[E]], %[[S]]
+  func.func @returned_and_read(%x: tensor<?xf32>) -> (tensor<?xf32>, tensor<?xf32>) {
+    %0 = ik.exp %x : (tensor<?xf32>) -> tensor<?xf32>
+    %1 = ik.sin %0 : (tensor<?xf32>) -> tensor<?xf32>
+    func.return %0, %1 : tensor<?xf32>, tensor<?xf32>
+  }
+
+  // exp is read by a full kernel (log, sin: 2 ops of at most 2) and by cos: it becomes an
+  // output of cos's kernel, which the full one reads; two kernels, not three
+  // SMALL-LABEL: func.func @full_kernel(
+  // SMALL-NEXT:    %[[E:.*]], %[[C:.*]] = ikf.kernel ins(%x : tensor<?xf32>) {
+  // SMALL-NEXT:    ^bb0(
+  // SMALL-NEXT:      %[[EI:.*]] = ik.exp
+  // SMALL-NEXT:      %[[CI:.*]] = ik.cos %[[EI]]
+  // SMALL-NEXT:      ikf.yield %[[EI]], %[[CI]]
+  // SMALL-NEXT:    } -> (tensor<?xf32>, tensor<?xf32>)
+  // SMALL-NEXT:    %[[S:.*]] = ikf.kernel ins(%[[E]] : tensor<?xf32>) {
+  // SMALL-NEXT:    ^bb0(
+  // SMALL-NEXT:      ik.log
+  // SMALL-NEXT:      ik.sin
+  // SMALL-NEXT:      ikf.yield
+  // SMALL-NEXT:    } -> (tensor<?xf32>)
+  // SMALL-NEXT:    func.return %[[S]], %[[C]]
+  func.func @full_kernel(%x: tensor<?xf32>) -> (tensor<?xf32>, tensor<?xf32>) {
+    %0 = ik.exp %x : (tensor<?xf32>) -> tensor<?xf32>
+    %1 = ik.log %0 : (tensor<?xf32>) -> tensor<?xf32>
+    %2 = ik.sin %1 : (tensor<?xf32>) -> tensor<?xf32>
+    %3 = ik.cos %0 : (tensor<?xf32>) -> tensor<?xf32>
+    func.return %2, %3 : tensor<?xf32>, tensor<?xf32>
+  }
+
   // a cheap value (neg) is recomputed where it is read, never written to memory:
   // every kernel reads %x itself
   // CHECK-LABEL: func.func @shared_cheap(
