@@ -89,7 +89,7 @@ class KernelEmitter:
         body = kernel.body.block
         self.inputs = dict(zip(body.args, kernel.inputs))
         self._dims: dict[SSAValue, list] = {}
-        self.d = IRDims(_AtDepth(self, 0), self.dims, self._input_index, checks=False)
+        self.d = _KernelDims(_AtDepth(self, 0), self.dims, self._input_index)
         for a, m in self.inputs.items():
             self._dims[a] = [self.dim_of(m, k) for k in range(len(m.type.get_shape()))]
         for op in body.ops:
@@ -276,7 +276,7 @@ class KernelEmitter:
         from irkit.dialects.ik.elementwise import ElementwiseOp
         outs = list(self.kernel.yield_op.values)
         dims = self._dims[outs[0]]
-        if len(dims) < 2 or any(not _same_dims(self._dims[v], dims) for v in outs):
+        if len(dims) < 2 or any(not self.d.same_dims(self._dims[v], dims) for v in outs):
             return False
         shape = outs[0].type.get_shape()
         for op in self.kernel.body.block.ops:
@@ -289,7 +289,7 @@ class KernelEmitter:
                 if r.type.get_shape() and r.type.get_shape() != shape:
                     return False
         for a in self.inputs:
-            if a.type.get_shape() and (a.type.get_shape() != shape or not _same_dims(self._dims[a], dims)):
+            if a.type.get_shape() and (a.type.get_shape() != shape or not self.d.same_dims(self._dims[a], dims)):
                 return False
         return True
 
@@ -301,7 +301,7 @@ class KernelEmitter:
         def read_at_ivs(r: SSAValue) -> bool:
             if self.linear:
                 return True
-            return len(r.type.get_shape()) == len(ivs) and _same_dims(self._dims.get(r, []), dims)
+            return len(r.type.get_shape()) == len(ivs) and self.d.same_dims(self._dims.get(r, []), dims)
         needed: set[SSAValue] = set()
         stack = list(roots)
         while stack:
@@ -334,7 +334,7 @@ class KernelEmitter:
             groups = []  # outputs of the same dims share one loop nest
             for v, out in zip(yielded, outputs):
                 for dims, members in groups:
-                    if _same_dims(dims, self._dims[v]):
+                    if self.d.same_dims(dims, self._dims[v]):
                         members.append((v, out))
                         break
                 else:
@@ -430,9 +430,40 @@ class KernelEmitter:
         return S.convert(self, x, red.final_dtype(acc_dt), dtype_of(red.result.type))
 
 
-def _same_dims(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x is y or (isinstance(x, int) and isinstance(y, int) and x == y)
-                                    for x, y in zip(a, b))
+class _KernelDims(IRDims):
+    """The kernel's dims, from its inputs' sizes through its ops' shape rules. Bufferize
+    checked every equality these rules require before the kernel (the loops only run if
+    they held), so none is checked again: each is remembered instead, and equal dims are
+    one loop bound (x + y and y * x over two dynamic vectors are dims of x and of y, and
+    one loop nest computes both)."""
+
+    def __init__(self, cursor, shape_of, unknown_value) -> None:
+        super().__init__(cursor, shape_of, unknown_value, checks=False)
+        self._parent: dict[SSAValue, SSAValue] = {}
+
+    def find(self, d: object) -> object:
+        while not isinstance(d, int) and d in self._parent:
+            d = self._parent[d]
+        return d
+
+    def eq(self, a: object, b: object) -> object:
+        a, b = self.find(a), self.find(b)
+        if a is b:
+            return True
+        return super().eq(a, b)
+
+    def check_eq(self, a: object, b: object, message: str) -> object:
+        a, b = self.find(a), self.find(b)
+        if isinstance(a, int) or isinstance(b, int):
+            return a if isinstance(a, int) else b
+        if a is not b:
+            self._parent[b] = a
+        return a
+
+    def same_dims(self, a: list, b: list) -> bool:
+        return len(a) == len(b) and all(x is y or self.find(x) is self.find(y) or
+                                        (isinstance(x, int) and isinstance(y, int) and x == y)
+                                        for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,26 @@ builtin.module {
     func.return
   }
 
+  // two outputs over two dynamic vectors: x + y is sized by x, y * x by y, and bufferize
+  // checked that the sizes agree before the kernel, so one loop computes both
+  // CHECK-LABEL: func.func @equal_sizes(
+  // CHECK:         "scf.parallel"
+  // CHECK-NOT:     "scf.parallel"
+  // CHECK:           memref.store %{{.*}}, %o1[
+  // CHECK-NOT:     "scf.parallel"
+  // CHECK:           memref.store %{{.*}}, %o2[
+  // CHECK-NOT:     "scf.parallel"
+  // CHECK:         func.return
+  func.func @equal_sizes(%x: memref<?xf32>, %y: memref<?xf32>, %o1: memref<?xf32>, %o2: memref<?xf32>) {
+    ikf.kernel ins(%x, %y : memref<?xf32>, memref<?xf32>) outs(%o1, %o2 : memref<?xf32>, memref<?xf32>) {
+    ^bb0(%a: tensor<?xf32>, %b: tensor<?xf32>):
+      %0 = ik.add %a, %b : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32>
+      %1 = ik.mul %b, %a : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32>
+      ikf.yield %0, %1 : tensor<?xf32>, tensor<?xf32>
+    }
+    func.return
+  }
+
   // a row sum: per row, an scf.for over the columns with the sum in iter_args
   // CHECK-LABEL: func.func @row_sum(
   // CHECK:         {{(scf.for|"scf.parallel")}}
