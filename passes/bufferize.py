@@ -372,12 +372,15 @@ class Bufferizer:
         out_dims = [dims[v] for v in op.yield_op.values]
         outs: list[Buf] = []
         reads = _args_read(op)
+        read_later = [0] * len(reads)  # per result, the arguments of the results stored after it
+        for k in range(len(reads) - 2, -1, -1):
+            read_later[k] = read_later[k + 1] | reads[k + 1]
+        reusable = self._reusable_inputs(op, ins)
         for k, (t, d) in enumerate(zip(op.res.types, out_dims)):
             # One input buffer can take only one of a multi-output kernel's results, and not one
             # that a result stored after it still reads (each is stored before the next is computed).
-            taken = {b.root for b in outs} | {b.root for later in reads[k + 1:] for j, b in enumerate(ins)
-                                               if body.args[j] in later}
-            reuse = self._in_place_candidate(op, ins, t, d, taken)
+            taken = {b.root for b in outs} | {b.root for j, b in enumerate(ins) if read_later[k] >> j & 1}
+            reuse = self._in_place_candidate(reusable, t, d, taken)
             outs.append(reuse if reuse is not None else self.alloc(t, d))
         region = op.body.clone()
         kernel = KernelOp([b.memref for b in ins], [b.memref for b in outs], [], region)
@@ -386,29 +389,42 @@ class Bufferizer:
         for r, b in zip(op.res, outs):
             self.buf[r] = Buf(b.memref, b.dims, b.root)
 
-    def _in_place_candidate(self, op: KernelOp, ins: list[Buf], t: TensorType, dims: list,
-                            taken: set) -> Buf | None:
-        """An input buffer the kernel may overwrite: a temporary, dead after this kernel,
-        of the output's shape and dtype, read only element for element."""
+    def _reusable_inputs(self, op: KernelOp, ins: list[Buf]) -> tuple[set, list[tuple[SSAValue, Buf]]]:
+        """The input buffers a kernel may overwrite with one of its results: temporaries,
+        dead after this kernel, read only element for element (every op elementwise), and
+        through no other view; with the shapes of the kernel's values, which must all be the
+        output's. Found once per kernel: a kernel of hundreds of results would otherwise
+        look again for each (cubic in its size)."""
         body = op.body.block
-        if not all(isinstance(o, (ElementwiseOp, I.ConstantOp)) or o is body.last_op for o in body.ops):
-            return None
-        out_shape = t.get_shape()
-        for v, b, arg in zip(op.inputs, ins, body.args):
-            if not b.root.reusable or b.root.freed or b.transposed_from is not None or b.root in taken:
+        shapes = {tuple(r.type.get_shape()) for o in body.ops for r in o.results if r.type.get_shape()}
+        if len(shapes) > 1 or \
+                not all(isinstance(o, (ElementwiseOp, I.ConstantOp)) or o is body.last_op for o in body.ops):
+            return shapes, []
+        views: dict[int, set[int]] = {}
+        for b in ins:
+            views.setdefault(id(b.root), set()).add(id(b.memref))
+        found = []
+        for v, b in zip(op.inputs, ins):
+            if not b.root.reusable or b.root.freed or b.transposed_from is not None:
                 continue
             if b.root.kind == "donated" and b.memref is not b.root.memref:
                 continue  # a view of a donated argument: it is returned whole or not at all
-            if any(o.root is b.root and o.memref is not b.memref for o in ins):
+            if len(views[id(b.root)]) > 1:
                 continue  # another view of the same buffer is read too (a row broadcast, ...)
-            if v.type != t or not _same_dims(b.dims, dims):
-                continue
             if self.last_use.get(v, -1) > self.step or self._root_used_later(b.root):
                 continue
-            if any(r.type.get_shape() != out_shape for o in body.ops for r in o.results
-                   if r.type.get_shape()):
-                continue
-            return self._writing(b)
+            found.append((v, b))
+        return shapes, found
+
+    def _in_place_candidate(self, reusable: tuple[set, list[tuple[SSAValue, Buf]]], t: TensorType,
+                            dims: list, taken: set) -> Buf | None:
+        """Of the kernel's reusable inputs, one of the output's type and dims not taken yet."""
+        shapes, inputs = reusable
+        if not shapes <= {tuple(t.get_shape())}:
+            return None
+        for v, b in inputs:
+            if b.root not in taken and v.type == t and _same_dims(b.dims, dims):
+                return self._writing(b)
         return None
 
     def _root_used_later(self, root: Alloc) -> bool:
@@ -543,14 +559,16 @@ def _donated_result(fn: func.FuncOp, k: int) -> int | None:
     return None if attr is None else int(attr.value.data)
 
 
-def _args_read(op: KernelOp) -> list[set]:
-    """Per result of a kernel, the kernel arguments it is computed from."""
-    deps: dict = {a: {a} for a in op.body.block.args}
+def _args_read(op: KernelOp) -> list[int]:
+    """Per result of a kernel, the kernel arguments it is computed from (bit j: argument j)."""
+    deps: dict = {a: 1 << j for j, a in enumerate(op.body.block.args)}
     for inner in op.body.block.ops:
-        got = set().union(*(deps.get(v, set()) for v in inner.operands)) if inner.operands else set()
+        got = 0
+        for v in inner.operands:
+            got |= deps.get(v, 0)
         for r in inner.results:
             deps[r] = got
-    return [deps.get(v, set()) for v in op.yield_op.values]
+    return [deps.get(v, 0) for v in op.yield_op.values]
 
 
 def _no_index(v):

@@ -136,3 +136,38 @@ def test_strategy_draws_varied_graphs():
     assert len(seen) >= 8, seen
 
 
+
+
+def _large_elementwise_graph(n_ops: int, seed: int):
+    """n_ops binary steps over two dynamic float64 vectors, each reading one of the last ten
+    values and any earlier one (deep and wide, most values read several times), as irkit
+    and numpy functions of (x, y)."""
+    rng = np.random.default_rng(seed)
+    steps = [(int(rng.integers(4)), int(rng.integers(max(0, k + 2 - 10), k + 2)), int(rng.integers(k + 2)))
+             for k in range(n_ops)]
+
+    def evaluate(m, x, y):
+        values = [x, y]
+        for kind, i, j in steps:
+            a, b = values[i], values[j]
+            values.append([lambda: a + b, lambda: a * 0.5 - b, lambda: m.tanh(a) + b,
+                           lambda: m.exp(-a * a) * b][kind]())
+        return values[-1]
+    return evaluate
+
+
+def test_a_large_graph_fuses_into_a_few_kernels_with_one_loop_each():
+    """3,000 elementwise steps (3,852 ops) over vectors of one (unknown) length: about as
+    few kernels as 1,024 ops each (fuse's max-ops) allow, not one for almost every op as when a full kernel's
+    readers each got a kernel of their own; each kernel one loop, though its outputs'
+    sizes are those of x or of y as its ops' shape rules say; and numpy's values."""
+    evaluate = _large_elementwise_graph(3000, seed=5)
+    x, y = ik.dvector("x"), ik.dvector("y")
+    f = ik.function([x, y], evaluate(ik, x, y))
+    fused = f.ir("fused")
+    ops, kernels = fused.count(" = ik."), fused.count("ikf.kernel ins(%")  # (not the 0-d constants' kernel)
+    assert ops > 3000 and kernels <= -(-ops // 1024) + 1, (ops, kernels)
+    assert f.ir("loops").count('"scf.parallel"') == kernels
+    xv, yv = np.linspace(-1, 1, 257), np.linspace(0.5, 1.5, 257)
+    want = evaluate(np, xv, yv)
+    np.testing.assert_allclose(f(xv, yv), want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
