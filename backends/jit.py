@@ -53,7 +53,11 @@ def host_target_machine() -> llvm.TargetMachine:
 
 @functools.lru_cache(maxsize=None)
 def vector_isa() -> tuple[str, int] | None:
-    """The glibc vector ABI to target, or None when libmvec is not available."""
+    """The glibc vector ABI to target, or None when libmvec is not available (or
+    IRKIT_LIBMVEC=0: exp, log and tanh then use backends/vecmath.py's forms)."""
+    import os
+    if os.environ.get("IRKIT_LIBMVEC", "1") in ("0", "off", "false"):
+        return None
     initialize()
     name = ctypes.util.find_library("mvec") or "libmvec.so.1"
     try:
@@ -392,8 +396,9 @@ def split_module(text: str, parts: int) -> list[str]:
     """LLVM IR text as printed by llvmlite.ir, as up to `parts` modules that compile apart:
     each defines some of the functions (the costliest, by size and loops, spread first over
     the emptiest part) and declares the others, with every declaration and constant
-    repeated. Internal functions become external, so that the parts link. A module with
-    mutable internal globals (the runtime's state) or too little code stays whole."""
+    repeated, and every always-inlined helper defined whole in each. Internal functions
+    become external, so that the parts link. A module with mutable internal globals (the
+    runtime's state) or too little code stays whole."""
     lines = text.split("\n")
     header: list[str] = []
     functions: list[list[str]] = []
@@ -408,10 +413,16 @@ def split_module(text: str, parts: int) -> list[str]:
             body = [line]
         else:
             header.append(line)
-    weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
-    if parts < 2 or len(functions) < 2 or sum(weights) < SPLIT_ABOVE or body is not None \
-            or any(" internal global " in h for h in header):
+    if body is not None or any(" internal global " in h for h in header):
         return [text]
+    # always-inlined helpers (backends/vecmath.py) go whole into every part: a call across
+    # parts would not be inlined, and the loop that makes it would not vectorise
+    inlined = [f for f in functions if " alwaysinline" in f[0]]
+    functions = [f for f in functions if " alwaysinline" not in f[0]]
+    weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
+    if parts < 2 or len(functions) < 2 or sum(weights) < SPLIT_ABOVE:
+        return [text]
+    header = header + [line for f in inlined for line in f]
     bins: list[list[int]] = [[] for _ in range(min(parts, len(functions)))]
     load = [0] * len(bins)
     for k in sorted(range(len(functions)), key=lambda k: -weights[k]):

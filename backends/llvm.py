@@ -35,6 +35,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from irkit.backends import vecmath
 from irkit.dialects.arith_ext import RemFOp
 from irkit.errors import CompileError
 
@@ -246,7 +247,10 @@ class Translator:
         return self.llmod.declare_intrinsic(name, types, fnty)
 
     def libm(self, name: str, ty: ir.Type, nargs: int) -> ir.Function:
-        """A libm function, tagged with its libmvec variant so that loops vectorise."""
+        """A libm function, tagged with its libmvec variant so that loops vectorise; without
+        libmvec, exp, log and tanh as arithmetic that vectorises (`backends/vecmath.py`)."""
+        if self.vector_isa is None and name in vecmath.FUNCTIONS and ty in (F32, F64):
+            return vecmath.function(self.llmod, name, ty)
         cname = name + ("f" if ty == F32 else "")
         fn = self.llmod.globals.get(cname)
         if fn is not None:

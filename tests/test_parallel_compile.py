@@ -59,6 +59,19 @@ def test_split_module_defines_each_function_once_and_declares_the_rest():
         assert 'target triple' in p
 
 
+def test_always_inlined_helpers_are_defined_in_every_part():
+    """A helper the parts' loops must inline to vectorise (backends/vecmath.py) is copied
+    whole, still internal, into each part, never declared across parts."""
+    helper = ['define internal i64 @"helper"(i64 %".1") alwaysinline nounwind readnone', "{", "entry:",
+              '  %"h" = mul i64 %".1", 3', '  ret i64 %"h"', "}"]
+    text = _module(4, 600, extra="\n".join(helper))
+    parts = jit.split_module(text, 2)
+    assert len(parts) == 2
+    for p in parts:
+        assert p.count('define internal i64 @"helper"') == 1
+        assert 'declare i64 @"helper"' not in p
+
+
 def test_small_modules_and_mutable_globals_stay_whole():
     assert jit.split_module(_module(4, 5), 2) == [_module(4, 5)]
     state = '@"counter" = internal global i64 0'
