@@ -55,6 +55,23 @@ builtin.module {
     func.return
   }
 
+  // a kernel writing its result into its input's buffer (bufferize's in-place reuse) reads
+  // and writes one flat view: LLVM then sees one pointer, not two it must check for overlap
+  // CHECK-LABEL: func.func @in_place(
+  // CHECK:         %[[F:.*]] = memref.collapse_shape %x
+  // CHECK-NOT:     memref.collapse_shape
+  // CHECK:           %[[V:.*]] = memref.load %[[F]][
+  // CHECK-NEXT:      %[[T:.*]] = math.tanh %[[V]] : f32
+  // CHECK-NEXT:      memref.store %[[T]], %[[F]][
+  func.func @in_place(%x: memref<?x?xf32>) {
+    ikf.kernel ins(%x : memref<?x?xf32>) outs(%x : memref<?x?xf32>) {
+    ^bb0(%a: tensor<?x?xf32>):
+      %0 = ik.tanh %a : (tensor<?x?xf32>) -> tensor<?x?xf32>
+      ikf.yield %0 : tensor<?x?xf32>
+    }
+    func.return
+  }
+
   // a row sum: per row, an scf.for over the columns with the sum in iter_args
   // CHECK-LABEL: func.func @row_sum(
   // CHECK:         {{(scf.for|"scf.parallel")}}
