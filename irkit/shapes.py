@@ -257,6 +257,17 @@ class SymbolicDims(DimAlgebra):
         self._shape_of = shape_of
         self._cons: dict[tuple, Sym] = {}
         self._values: dict[SSAValue, Sym] = {}
+        self._sizes: set[int] = set()  # ids of the symbols known to be sizes (never negative)
+
+    def mark_size(self, d: Dim) -> None:
+        """`d` is the size of an axis: at least 0 (max(0, d) is d)."""
+        d = self.norm(d)
+        if isinstance(d, Sym):
+            self._sizes.add(id(d))
+
+    def _is_size(self, d: Dim) -> bool:
+        d = self.norm(d)
+        return (isinstance(d, int) and d >= 0) or id(d) in self._sizes
 
     def shape_of(self, v: SSAValue) -> list[Dim]:
         return self._shape_of(v)
@@ -285,6 +296,11 @@ class SymbolicDims(DimAlgebra):
                     "floordiv": a // b if b else 0, "ceildiv": -((-a) // b) if b else 0}[kind]
         if kind == "eq":
             return True if a is b else (False if isinstance(a, int) and isinstance(b, int) else None)
+        # a size is at least 0: arange(0, n, 1)'s length is n itself
+        if kind == "max" and isinstance(a, int) and a == 0 and self._is_size(b):
+            return b
+        if kind == "max" and isinstance(b, int) and b == 0 and self._is_size(a):
+            return a
         if kind in ("lt", "le", "and", "or"):
             return None
         key = (kind, a, b)

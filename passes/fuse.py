@@ -91,6 +91,8 @@ def symbolic_shapes(block: Block) -> dict[SSAValue, list]:
     for arg in block.args:
         if hasattr(arg.type, "get_shape"):
             shapes[arg] = static(arg)
+            for x in shapes[arg]:
+                algebra.mark_size(x)
     for op in block.ops:
         if isinstance(op, IkOp) and not isinstance(op, (I.ConstantOp, I.PlaceholderOp)):
             try:
@@ -103,6 +105,9 @@ def symbolic_shapes(block: Block) -> dict[SSAValue, list]:
             for r in op.results:
                 if hasattr(r.type, "get_shape"):
                     shapes[r] = static(r)
+        for r in op.results:
+            for x in shapes.get(r, ()):
+                algebra.mark_size(x)
     shapes["__algebra__"] = algebra  # type: ignore[index]
     return shapes
 

@@ -331,3 +331,22 @@ def test_increment_that_broadcasts_into_a_sum():
     np.testing.assert_array_equal(f(np.array([1.0, 2.0, 3.0])), np.zeros((6, 5)) + row)
     ik.verify_grad(lambda v: ik.zeros((6, 5)) + ik.inc_subtensor(ik.zeros((5,))[ik.constant(idx)], v), [np.ones(3)],
                    rng=np.random.default_rng(0))
+
+
+def test_gradient_of_one_pick_per_row_is_a_fused_select():
+    """d/dx of sum(w * x[arange(n), labels]) is w placed at each row's label (negative labels
+    counting from the end): computed as a select the kernel fuses (decompose's one_per_row),
+    with no scatter or zero buffer left, and out-of-range labels still an IndexError."""
+    x, lab, w = ik.matrix("x"), ik.lvector("lab"), ik.vector("w")
+    picked = x[ik.arange(x.shape[0]), lab]
+    f = ik.function([x, lab, w], ik.grad(ik.sum(w * picked), x))
+    assert "= ik.scatter " not in f.ir("fused") and "= ik.where " in f.ir("fused")
+    rng = np.random.default_rng(3)
+    xv, wv = rng.standard_normal((9, 6)), rng.standard_normal(9)
+    labels = np.array([0, 5, -1, -6, 2, 3, 4, -2, 1])
+    want = np.zeros_like(xv)
+    np.add.at(want, (np.arange(9), labels), wv)
+    np.testing.assert_array_equal(f(xv, labels, wv), want)
+    for bad in (6, -7):
+        with pytest.raises(IndexError):
+            f(xv, np.where(np.arange(9) == 4, bad, labels), wv)

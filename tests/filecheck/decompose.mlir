@@ -96,4 +96,40 @@ builtin.module {
     %0 = ik.exp %x : (tensor<?xf32>) -> tensor<?xf32>
     func.return %0 : tensor<?xf32>
   }
+
+  // the gradient of x[arange(n), j]: one increment per row into zeros is the select it is,
+  // with j's bounds still checked and negative j counted from the end; no scatter is left
+  // CHECK-LABEL: func.func @one_per_row(
+  // CHECK-NOT:     = ik.scatter
+  // CHECK:         ik.require %j
+  // CHECK:         ik.eq
+  // CHECK:         %[[G:.*]] = ik.where
+  // CHECK-NOT:     = ik.scatter
+  // CHECK:         func.return %[[G]]
+  func.func @one_per_row(%x: tensor<?x?xf32>, %j: tensor<?xi64>, %y: tensor<?xf32>) -> tensor<?x?xf32> {
+    %z = ik.constant dense<0.000000e+00> : tensor<f32>
+    %c0 = ik.constant dense<0> : tensor<i64>
+    %c1 = ik.constant dense<1> : tensor<i64>
+    %n = ik.dim %x : (tensor<?x?xf32>) -> tensor<i64>
+    %m = ik.dim %x {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+    %rows = ik.arange %c0, %n, %c1 : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+    %zeros = ik.fill %z, %n, %m {shape = array<i64: -2, -2>} : (tensor<f32>, tensor<i64>, tensor<i64>) -> tensor<?x?xf32>
+    %g = ik.scatter %zeros, %y, %rows, %j {axes = array<i64: 0, 1>, mode = "inc"} : (tensor<?x?xf32>, tensor<?xf32>, tensor<?xi64>, tensor<?xi64>) -> tensor<?x?xf32>
+    func.return %g : tensor<?x?xf32>
+  }
+
+  // rows that are not provably all of them (an arange to another length) stay a scatter
+  // CHECK-LABEL: func.func @some_rows_stay(
+  // CHECK:         ik.scatter
+  func.func @some_rows_stay(%x: tensor<?x?xf32>, %j: tensor<?xi64>, %y: tensor<?xf32>, %k: tensor<i64>) -> tensor<?x?xf32> {
+    %z = ik.constant dense<0.000000e+00> : tensor<f32>
+    %c0 = ik.constant dense<0> : tensor<i64>
+    %c1 = ik.constant dense<1> : tensor<i64>
+    %n = ik.dim %x : (tensor<?x?xf32>) -> tensor<i64>
+    %m = ik.dim %x {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+    %rows = ik.arange %c0, %k, %c1 : (tensor<i64>, tensor<i64>, tensor<i64>) -> tensor<?xi64>
+    %zeros = ik.fill %z, %n, %m {shape = array<i64: -2, -2>} : (tensor<f32>, tensor<i64>, tensor<i64>) -> tensor<?x?xf32>
+    %g = ik.scatter %zeros, %y, %rows, %j {axes = array<i64: 0, 1>, mode = "inc"} : (tensor<?x?xf32>, tensor<?xf32>, tensor<?xi64>, tensor<?xi64>) -> tensor<?x?xf32>
+    func.return %g : tensor<?x?xf32>
+  }
 }
