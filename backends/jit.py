@@ -243,12 +243,9 @@ def compile_ir(text: str | Sequence[str], level: int = LEVEL, key: str | None = 
     initialize()
     if key is None:
         key = object_key(text if isinstance(text, str) else "\n".join(text), level)
-    data = cache_load(key) if key is not None else None
-    cached = _unpack(data) if data is not None else None
-    if cached:
-        if before_load is not None:
-            before_load()
-        return _load(cached)
+    cached = load_object(key, before_load) if key is not None else None
+    if cached is not None:
+        return cached
     workers = _compile_workers()
     # twice as many parts as cores: the pool's queue balances them, and one compile's parts
     # share the cores with another's (the runtime's, on its thread, while a function compiles)
@@ -265,14 +262,17 @@ def compile_ir(text: str | Sequence[str], level: int = LEVEL, key: str | None = 
     return _load(objects)
 
 
-def load_object(key: str) -> Compiled | None:
+def load_object(key: str, before_load: Callable[[], object] | None = None) -> Compiled | None:
     """Load cached machine code without its IR: the runtime's symbols resolve as for a
-    fresh compile. None when the object is not there or damaged."""
+    fresh compile (`before_load` as for compile_ir). None when the object is not there or
+    damaged."""
     data = cache_load(key)
     objects = _unpack(data) if data is not None else None
     if not objects:
         return None
     initialize()
+    if before_load is not None:
+        before_load()
     return _load(objects)
 
 
@@ -335,8 +335,9 @@ _pool: tuple[int, object] | None = None  # (the process id it was made in, the e
 
 
 def _compile_pool():
-    """The threads that compile the parts, one per core, shared by every compile: made again in a forked child, which has none
-    of its parent's threads (the parent's executor would queue work no thread takes)."""
+    """The threads that compile the parts, one per core, shared by every compile; made again
+    in a forked child, which has none of its parent's threads (the parent's executor would
+    queue work no thread takes)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
     global _pool

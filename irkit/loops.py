@@ -170,7 +170,9 @@ class EqualDims:
 class IRDims(DimAlgebra):
     """Dims as `int` or index SSA values; arithmetic becomes arith ops at a cursor. With
     `equal` (shared by the algebras of one function), the equalities that run-time checks
-    required are remembered, so the same check is not emitted twice."""
+    required are remembered, so the same check is not emitted twice. With `checks=False`
+    the checks were made before (bufferize's, for the loops of a kernel): no check is
+    emitted, and the equalities are remembered all the same."""
 
     def __init__(self, cursor: Cursor, shape_of: Callable[[SSAValue], list],
                  unknown_value: Callable[[SSAValue], object], context: str = "",
@@ -182,17 +184,25 @@ class IRDims(DimAlgebra):
         self.checks = checks
         self.equal = equal
 
+    def known_equal(self, a: object, b: object) -> bool:
+        """Whether a == b is known here (the same value, equal ints, or checked), emitting nothing."""
+        if isinstance(a, int) and isinstance(b, int):
+            return a == b
+        return a is b or (self.equal is not None and self.equal.same(_key(a), _key(b), self.cursor.point.block))
+
     def eq(self, a: object, b: object) -> object:
-        if self.equal is not None and not (isinstance(a, int) and isinstance(b, int)) and \
-                self.equal.same(_key(a), _key(b), self.cursor.point.block):
+        if not (isinstance(a, int) and isinstance(b, int)) and self.known_equal(a, b):
             return True
         return super().eq(a, b)
 
     def check_eq(self, a: object, b: object, message: str) -> object:
-        got = super().check_eq(a, b, message)
-        if self.equal is not None and self.checks and not (isinstance(a, int) and isinstance(b, int)):
+        if isinstance(a, int) and isinstance(b, int):
+            return super().check_eq(a, b, message)
+        if self.checks and not self.known_equal(a, b):
+            super().check_eq(a, b, message)
+        if self.equal is not None:
             self.equal.union(_key(a), _key(b), self.cursor.point.block)
-        return got
+        return a if isinstance(a, int) else b
 
     def shape_of(self, v: SSAValue) -> list:
         return self._shape_of(v)

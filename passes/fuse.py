@@ -227,7 +227,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
         gs = list(target)
         if any(not same_shape(gs[0].shape, g.shape) for g in gs[1:]):
             return None
-        if sum(len(g.members) for g in gs) + (extra is not None) > max_ops - (extra is None):
+        if sum(len(g.members) for g in gs) + 1 > max_ops:  # with the op that joins
             return None
         if creates_cycle(target, at, extra):
             return None

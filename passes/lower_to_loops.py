@@ -33,7 +33,7 @@ from irkit.dialects.fused import KernelOp
 from irkit.dialects.ik import scalar as S
 from irkit.dialects.ik.base import IkOp, describe
 from irkit.errors import CompileError, split_kind
-from irkit.loops import INDEX, IRDims
+from irkit.loops import INDEX, EqualDims, IRDims
 from irkit.passes.bufferize import memref_of
 from irkit.types import dtype_of
 
@@ -60,6 +60,10 @@ class _AtDepth:
 
     def emit(self, op: Operation):
         return self.em.emit_at(self.depth, op)
+
+    @property
+    def point(self) -> InsertPoint:
+        return self.em.scopes[self.depth].point()
 
     def index(self, n: int) -> SSAValue:
         return self.em.index(n)
@@ -90,7 +94,10 @@ class KernelEmitter:
         self.inputs = dict(zip(body.args, kernel.inputs))
         self._dims: dict[SSAValue, list] = {}
         self._flat: dict[SSAValue, SSAValue] = {}
-        self.d = _KernelDims(_AtDepth(self, 0), self.dims, self._input_index)
+        # bufferize checked the equalities the shape rules require before the kernel runs:
+        # none is checked again, each is remembered, and equal dims are one loop bound (x + y
+        # and y * x over two dynamic vectors are sized by x and by y; one loop computes both)
+        self.d = IRDims(_AtDepth(self, 0), self.dims, self._input_index, checks=False, equal=EqualDims())
         for a, m in self.inputs.items():
             self._dims[a] = [self.dim_of(m, k) for k in range(len(m.type.get_shape()))]
         for op in body.ops:
@@ -134,6 +141,9 @@ class KernelEmitter:
         return self.depth_of.get(v, 0)
 
     # -- sizes ------------------------------------------------------------------
+    def _same_dims(self, a: list, b: list) -> bool:
+        return len(a) == len(b) and all(self.d.known_equal(x, y) for x, y in zip(a, b))
+
     def dims(self, v: SSAValue) -> list:
         return self._dims[v]
 
@@ -277,7 +287,7 @@ class KernelEmitter:
         from irkit.dialects.ik.elementwise import ElementwiseOp
         outs = list(self.kernel.yield_op.values)
         dims = self._dims[outs[0]]
-        if len(dims) < 2 or any(not self.d.same_dims(self._dims[v], dims) for v in outs):
+        if len(dims) < 2 or any(not self._same_dims(self._dims[v], dims) for v in outs):
             return False
         shape = outs[0].type.get_shape()
         for op in self.kernel.body.block.ops:
@@ -290,7 +300,7 @@ class KernelEmitter:
                 if r.type.get_shape() and r.type.get_shape() != shape:
                     return False
         for a in self.inputs:
-            if a.type.get_shape() and (a.type.get_shape() != shape or not self.d.same_dims(self._dims[a], dims)):
+            if a.type.get_shape() and (a.type.get_shape() != shape or not self._same_dims(self._dims[a], dims)):
                 return False
         return True
 
@@ -302,7 +312,7 @@ class KernelEmitter:
         def read_at_ivs(r: SSAValue) -> bool:
             if self.linear:
                 return True
-            return len(r.type.get_shape()) == len(ivs) and self.d.same_dims(self._dims.get(r, []), dims)
+            return len(r.type.get_shape()) == len(ivs) and self._same_dims(self._dims.get(r, []), dims)
         needed: set[SSAValue] = set()
         stack = list(roots)
         while stack:
@@ -342,7 +352,7 @@ class KernelEmitter:
             groups = []  # outputs of the same dims share one loop nest
             for v, out in zip(yielded, outputs):
                 for dims, members in groups:
-                    if self.d.same_dims(dims, self._dims[v]):
+                    if self._same_dims(dims, self._dims[v]):
                         members.append((v, out))
                         break
                 else:
@@ -436,42 +446,6 @@ class KernelEmitter:
         red, buf, acc_dt = column
         x = self.emit(memref.LoadOp.get(buf, list(idx)))
         return S.convert(self, x, red.final_dtype(acc_dt), dtype_of(red.result.type))
-
-
-class _KernelDims(IRDims):
-    """The kernel's dims, from its inputs' sizes through its ops' shape rules. Bufferize
-    checked every equality these rules require before the kernel (the loops only run if
-    they held), so none is checked again: each is remembered instead, and equal dims are
-    one loop bound (x + y and y * x over two dynamic vectors are dims of x and of y, and
-    one loop nest computes both)."""
-
-    def __init__(self, cursor, shape_of, unknown_value) -> None:
-        super().__init__(cursor, shape_of, unknown_value, checks=False)
-        self._parent: dict[SSAValue, SSAValue] = {}
-
-    def find(self, d: object) -> object:
-        while not isinstance(d, int) and d in self._parent:
-            d = self._parent[d]
-        return d
-
-    def eq(self, a: object, b: object) -> object:
-        a, b = self.find(a), self.find(b)
-        if a is b:
-            return True
-        return super().eq(a, b)
-
-    def check_eq(self, a: object, b: object, message: str) -> object:
-        a, b = self.find(a), self.find(b)
-        if isinstance(a, int) or isinstance(b, int):
-            return a if isinstance(a, int) else b
-        if a is not b:
-            self._parent[b] = a
-        return a
-
-    def same_dims(self, a: list, b: list) -> bool:
-        return len(a) == len(b) and all(x is y or self.find(x) is self.find(y) or
-                                        (isinstance(x, int) and isinstance(y, int) and x == y)
-                                        for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)
