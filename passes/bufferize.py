@@ -112,6 +112,7 @@ class Bufferizer:
         self.last_use: dict[SSAValue, int] = {}
         self.step = 0
         self.yielded: list[Buf] = []
+        self.returned_as: dict[SSAValue, set[int]] = {}  # a function's values -> the results they are
 
     @classmethod
     def for_function(cls, old: func.FuncOp, module: builtin.ModuleOp, small_gemm: int | None = None,
@@ -126,6 +127,9 @@ class Bufferizer:
         new.body.block.add_op(terminator)
         self = cls(module, Cursor(InsertPoint.before(terminator)), small_gemm)
         self.old, self.new, self._terminator = old, new, terminator
+        if isinstance(old.body.block.last_op, func.ReturnOp):
+            for k, v in enumerate(old.body.block.last_op.arguments):
+                self.returned_as.setdefault(v, set()).add(k)
         for k, (a_old, a_new) in enumerate(zip(old.body.block.args, new.body.block.args)):
             a_new.name_hint = a_old.name_hint
             if isinstance(a_new.type, MemRefType):
@@ -380,7 +384,7 @@ class Bufferizer:
             # One input buffer can take only one of a multi-output kernel's results, and not one
             # that a result stored after it still reads (each is stored before the next is computed).
             taken = {b.root for b in outs} | {b.root for j, b in enumerate(ins) if read_later[k] >> j & 1}
-            reuse = self._in_place_candidate(reusable, t, d, taken)
+            reuse = self._in_place_candidate(reusable, t, d, taken, self.returned_as.get(op.res[k], set()))
             outs.append(reuse if reuse is not None else self.alloc(t, d))
         region = op.body.clone()
         kernel = KernelOp([b.memref for b in ins], [b.memref for b in outs], [], region)
@@ -417,13 +421,18 @@ class Bufferizer:
         return shapes, found
 
     def _in_place_candidate(self, reusable: tuple[set, list[tuple[SSAValue, Buf]]], t: TensorType,
-                            dims: list, taken: set) -> Buf | None:
-        """Of the kernel's reusable inputs, one of the output's type and dims not taken yet."""
+                            dims: list, taken: set, returned: set[int]) -> Buf | None:
+        """Of the kernel's reusable inputs, one of the output's type and dims not taken yet;
+        a donated argument only for its own result or a temporary (a value returned as
+        another result would be copied out of it again)."""
         shapes, inputs = reusable
         if not shapes <= {tuple(t.get_shape())}:
             return None
         for v, b in inputs:
-            if b.root not in taken and v.type == t and _same_dims(b.dims, dims):
+            if b.root.kind == "donated" and returned and b.root.result not in returned:
+                continue
+            if b.root not in taken and v.type == t and len(b.dims) == len(dims) and \
+                    all(self.d.known_equal(x, y) for x, y in zip(b.dims, dims)):
                 return self._writing(b)
         return None
 
@@ -573,10 +582,6 @@ def _args_read(op: KernelOp) -> list[int]:
 
 def _no_index(v):
     raise CompileError(f"bufferize: the size of {v} is not computable here")
-
-
-def _same_dims(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(x is y or (isinstance(x, int) and x == y) for x, y in zip(a, b))
 
 
 def _swaps_last_two(perm) -> bool:

@@ -217,6 +217,44 @@ def test_a_failing_call_leaves_updated_variables_unchanged(rng):
     np.testing.assert_allclose(v.get_value(), np.exp(before))
 
 
+def _returns(f) -> str:
+    return [line for line in f.ir("loops").splitlines() if line.strip().startswith("func.return")][-1]
+
+
+def test_elementwise_update_of_unknown_size_is_in_place(rng):
+    """w + x where w's size is only checked equal to x's at run time: the check makes the
+    sizes one, so the sum is written over w (no new array each step)."""
+    w = ik.shared(np.zeros(7), name="w")
+    held = w.get_value(borrow=True)
+    x = ik.vector("x")
+    f = ik.function([x], [], updates=[(w, w * 0.5 + x)])
+    assert "%w" in _returns(f) and "memref.copy" not in f.ir("loops")
+    want = np.zeros(7)
+    for _ in range(3):
+        xv = rng.standard_normal(7)
+        f(xv)
+        want = want * 0.5 + xv
+        assert w.get_value(borrow=True) is held
+        np.testing.assert_allclose(held, want, rtol=1e-12)
+    with pytest.raises(ik.ShapeError):
+        f(np.zeros(6))
+    np.testing.assert_allclose(held, want, rtol=1e-12)
+
+
+def test_donated_buffer_is_not_taken_by_another_result(rng):
+    """An output computed from the shared variable after its update: the variable's buffer
+    is not written with that output (which would then be copied out to be returned); both
+    results are fresh arrays, nothing copied, the values numpy's."""
+    w = ik.shared(rng.standard_normal(50), name="w")
+    w0 = w.get_value()
+    x = ik.vector("x")
+    f = ik.function([x], ik.tanh(w) * x + w, updates=[(w, w + x)])
+    assert "memref.copy" not in f.ir("loops")
+    xv = rng.standard_normal(50)
+    np.testing.assert_allclose(f(xv), np.tanh(w0) * xv + w0, rtol=1e-12)
+    np.testing.assert_allclose(w.get_value(), w0 + xv, rtol=1e-12)
+
+
 def test_a_counter_and_repeated_calls(rng):
     step = ik.shared(np.float64(0.0), name="step")
     f = ik.function([], step, updates=[(step, step + 1)])
