@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from irkit.backends import vecmath
+from irkit.backends import streaming, vecmath
 from irkit.dialects.arith_ext import RemFOp
 from irkit.errors import CompileError
 
@@ -179,9 +179,12 @@ class Translator:
     alloc_fn, free_fn = "irkit_alloc", "irkit_free"
 
     def __init__(self, vector_isa: tuple[str, int] | None, num_threads: int = 1,
-                 parallel_threshold: int = 1 << 62) -> None:
+                 parallel_threshold: int = 1 << 62, stream_threshold: int | None = None) -> None:
         self.num_threads = num_threads
         self.parallel_threshold = parallel_threshold
+        # bytes a loop writes before its stores stream past the cache (backends/streaming.py);
+        # None: never
+        self.stream_threshold = stream_threshold
         self.llmod = ir.Module(name="irkit")
         self.out = Translation(self.llmod)
         self.vector_isa = vector_isa  # ("d", 256) for AVX2 libmvec, None without libmvec
@@ -533,11 +536,14 @@ class FunctionTranslator:
             return self.b.icmp_unsigned("!=", v, I8(0))
         return v
 
-    def _store(self, value, desc: Desc, idx: list):
+    def _store(self, value, desc: Desc, idx: list, align: int | None = None, metadata=None):
+        """A store; `metadata` marks it non-temporal (backends/streaming.py), at `align`."""
         elt = storage_type(desc.elt)
         if ll_type(desc.elt) == I1:
             value = self.b.zext(value, I8)
-        self.b.store(value, self._addr(desc, idx), align=_align(elt))
+        store = self.b.store(value, self._addr(desc, idx), align=align or _align(elt))
+        if metadata is not None:
+            store.set_metadata("nontemporal", metadata)
 
     def _bytes(self, desc: Desc):
         b = self.b
@@ -665,17 +671,27 @@ class FunctionTranslator:
         captured = captured_values(op)
         inside = _defined_inside(op)
         fields = [f for v in captured for f in passed_fields(self.v(v))]
+        lb, ub, step = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
+        trip = b.sub(ub, lb)
+        unit_step = isinstance(step, ir.Constant) and step.constant == 1
+        stream = None
+        if unit_step and self.tr.stream_threshold is not None:
+            stream = streaming.streamable(op, lambda t: _size(t.element_type))
+        if stream is not None and isinstance(lb, ir.Constant) and isinstance(ub, ir.Constant) and \
+                (ub.constant - lb.constant) * len(stream.stores) * stream.element_bytes < self.tr.stream_threshold:
+            stream = None  # a static size that never writes enough
+        if stream is not None:
+            fields.append(self._stream_flag(stream, trip))
         ctx_type = ir.LiteralStructType([f.type for f in fields])
         ctx = self.entry_builder.alloca(ctx_type)
         for k, f in enumerate(fields):
             b.store(f, b.gep(ctx, [I32(0), I32(k)], inbounds=True))
         body_fn = self._outline(op, captured, ctx_type)
-        lb, ub, step = self.v(op.lowerBound[0]), self.v(op.upperBound[0]), self.v(op.step[0])
-        trip = b.sub(ub, lb)
+        if stream is not None:
+            body_fn = self._outline_streaming(op, captured, ctx_type, body_fn, stream)
         work = trip
         for extent in self._inner_extents(op, inside):
             work = b.mul(work, extent)
-        unit_step = isinstance(step, ir.Constant) and step.constant == 1
         threads = self.tr.num_threads
         if unit_step and threads > 1:
             big = b.and_(b.icmp_signed(">=", work, I64(self.tr.parallel_threshold)),
@@ -700,9 +716,9 @@ class FunctionTranslator:
         self._to_error(status)
         b.position_at_end(cont)
 
-    def _outline(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type) -> ir.Function:
-        self.outlined += 1
-        name = f"{self.fn.name}.par{self.outlined}"
+    def _outlined_function(self, name: str, captured: list[SSAValue], ctx_type) -> FunctionTranslator:
+        """A function of (context, lo, hi) whose translator sees the captured values as
+        loaded from the context."""
         fn = ir.Function(self.tr.llmod, ir.FunctionType(I32, [PTR, I64, I64]), name)
         fn.linkage = "internal"
         # one copy of the loop for both the threaded and the serial call: inlined into the
@@ -711,7 +727,7 @@ class FunctionTranslator:
         sub = FunctionTranslator.__new__(FunctionTranslator)
         sub._setup(self.tr, fn)
         sub.outlined = self.outlined * 100
-        ctx, lo, hi = fn.args
+        ctx = fn.args[0]
         b = sub.b
         k = 0
         for v in captured:
@@ -730,6 +746,20 @@ class FunctionTranslator:
                 sub.env[v] = x
             else:
                 sub.env[v] = load(x.type)
+        return sub
+
+    def _finish_outlined(self, sub: FunctionTranslator) -> None:
+        eb = ir.IRBuilder(sub.error_block)
+        if sub.error_phi is None:
+            eb.unreachable()
+        else:
+            eb.ret(sub.error_phi)
+
+    def _outline(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type) -> ir.Function:
+        self.outlined += 1
+        sub = self._outlined_function(f"{self.fn.name}.par{self.outlined}", captured, ctx_type)
+        fn, b = sub.fn, sub.b
+        ctx, lo, hi = fn.args
         step = self.v(op.step[0])
         pre = b.block
         head = fn.append_basic_block("par.head")
@@ -751,11 +781,74 @@ class FunctionTranslator:
         b.branch(head)
         b.position_at_end(exit_)
         b.ret(I32(0))
-        eb = ir.IRBuilder(sub.error_block)
-        if sub.error_phi is None:
-            eb.unreachable()
-        else:
-            eb.ret(sub.error_phi)
+        self._finish_outlined(sub)
+        return fn
+
+    def _stream_flag(self, stream: streaming.Streamable, trip) -> ir.Value:
+        """Whether this call streams (backends/streaming.py): it writes at least the
+        threshold's bytes, and every output is as far from a 64-byte boundary as the first,
+        a whole number of elements."""
+        b = self.b
+        written = b.mul(trip, I64(len(stream.stores) * stream.element_bytes))
+        ok = b.icmp_signed(">=", written, I64(self.tr.stream_threshold))
+        offsets = [b.and_(b.ptrtoint(self.v(s.memref).ptr, I64), I64(streaming.LINE - 1)) for s in stream.stores]
+        ok = b.and_(ok, b.icmp_unsigned("==", b.and_(offsets[0], I64(stream.element_bytes - 1)), I64(0)))
+        for offset in offsets[1:]:
+            ok = b.and_(ok, b.icmp_unsigned("==", offset, offsets[0]))
+        return b.zext(ok, I8)
+
+    def _outline_streaming(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type,
+                           plain: ir.Function, stream: streaming.Streamable) -> ir.Function:
+        """The loop `plain` runs, with its aligned middle in blocks of one cache line per
+        output whose stores stream, when the context's last field says so."""
+        sub = self._outlined_function(f"{plain.name}.stream", captured, ctx_type)
+        fn, b = sub.fn, sub.b
+        ctx, lo, hi = fn.args
+        flag = b.load(b.gep(ctx, [I32(0), I32(len(ctx_type.elements) - 1)], inbounds=True, source_etype=ctx_type),
+                      typ=I8)
+        streams, plain_call = fn.append_basic_block("stream"), fn.append_basic_block("plain")
+        b.cbranch(b.icmp_unsigned("!=", flag, I8(0)), streams, plain_call)
+        b.position_at_end(plain_call)
+        b.ret(b.call(plain, [ctx, lo, hi]))
+        b.position_at_end(streams)
+        size, unroll = stream.element_bytes, stream.unroll
+        first = b.ptrtoint(sub.env[stream.stores[0].memref].ptr, I64)
+        offset = b.and_(b.add(first, b.mul(lo, I64(size))), I64(streaming.LINE - 1))
+        skip = b.udiv(b.and_(b.sub(I64(streaming.LINE), offset), I64(streaming.LINE - 1)), I64(size))
+        head = b.call(self.tr.intrinsic("llvm.smin", [I64], 2), [b.add(lo, skip), hi])
+        middle_end = b.sub(hi, b.and_(b.sub(hi, head), I64(unroll - 1)))
+        status_head = b.call(plain, [ctx, lo, head])
+        pre = b.block
+        loop, body, done = (fn.append_basic_block(n) for n in ("stream.head", "stream.body", "stream.done"))
+        b.branch(loop)
+        b.position_at_end(loop)
+        base = b.phi(I64)
+        base.add_incoming(head, pre)
+        b.cbranch(b.icmp_signed("<", base, middle_end), body, done)
+        b.position_at_end(body)
+        # op by op across the block's iterations (they are independent: it is a parallel
+        # loop), so that SLP finds each op's `unroll` copies side by side
+        outer = sub.env
+        envs = [{**outer, op.body.block.args[0]: b.add(base, I64(k), flags=["nuw", "nsw"]) if k else base}
+                for k in range(unroll)]
+        mark = streaming.nontemporal(self.tr.llmod)
+        for o in op.body.block.ops:
+            if isinstance(o, scf.ReduceOp):
+                continue
+            for k, env in enumerate(envs):
+                sub.env = env
+                if isinstance(o, memref.StoreOp):
+                    sub._store(sub.v(o.value), sub.v(o.memref), [sub.v(i) for i in o.indices],
+                               align=streaming.store_alignment(k, size), metadata=mark)
+                else:
+                    sub.operation(o)
+        sub.env = outer
+        base.add_incoming(b.add(base, I64(unroll), flags=["nsw"]), b.block)
+        b.branch(loop)
+        b.position_at_end(done)
+        status_tail = b.call(plain, [ctx, middle_end, hi])
+        b.ret(b.select(b.icmp_signed("!=", status_head, I32(0)), status_head, status_tail))
+        self._finish_outlined(sub)
         return fn
 
     def _inner_extents(self, op: scf.ParallelOp, inside: set) -> list[ir.Value]:

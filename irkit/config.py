@@ -22,10 +22,31 @@ def _default_cache_dir() -> str | None:
     return os.path.join(base, "irkit")
 
 
+def _last_level_cache_bytes() -> int:
+    """The largest CPU cache's size from sysfs (Linux); 32 MiB where it is not known."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        digits, unit = text.rstrip("KMG"), text[len(text.rstrip("KMG")):]
+        if digits.isdigit():
+            best = max(best, int(digits) << {"": 0, "K": 10, "M": 20, "G": 30}.get(unit, 0))
+    return best or 32 << 20
+
+
 class Config:
     """Global settings. `floatX` is the default float dtype of new variables and constants."""
 
-    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify", "_cache_dir", "_threads_explicit")
+    __slots__ = ("_floatX", "_num_threads", "_debug", "_parallel_threshold", "_verify", "_cache_dir", "_threads_explicit",
+                 "_stream_threshold")
 
     def __init__(self) -> None:
         self._floatX = os.environ.get("IRKIT_FLOATX", "float64")
@@ -42,6 +63,10 @@ class Config:
         # threads run in 10 ms and 2.5 ms (4.75 ms serial).
         self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 18)))
         self._cache_dir = _default_cache_dir()
+        stream = os.environ.get("IRKIT_STREAM_BYTES")
+        if stream is not None and not stream.strip().isdigit():
+            raise ValueError(f"IRKIT_STREAM_BYTES must be a number of bytes (0: never stream), not {stream!r}")
+        self._stream_threshold = None if stream is None else int(stream)
 
     @property
     def floatX(self) -> str:
@@ -103,6 +128,25 @@ class Config:
         self._parallel_threshold = value
 
     @property
+    def stream_threshold(self) -> int:
+        """Bytes an elementwise loop must write before its stores bypass the cache
+        (non-temporal stores; backends/streaming.py). Default: the last-level cache's size
+        (IRKIT_STREAM_BYTES); 0 never streams."""
+        if self._stream_threshold is None:
+            self._stream_threshold = _last_level_cache_bytes()
+        return self._stream_threshold
+
+    @stream_threshold.setter
+    def stream_threshold(self, value: int) -> None:
+        self._stream_threshold = self._checked_stream_threshold(value)
+
+    @staticmethod
+    def _checked_stream_threshold(value: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"config.stream_threshold must be an int >= 0 (bytes; 0: never), not {value!r}")
+        return value
+
+    @property
     def cache_dir(self) -> str | None:
         """Where compiled machine code is kept between processes (IRKIT_CACHE_DIR; default
         $XDG_CACHE_HOME/irkit or ~/.cache/irkit); None (IRKIT_CACHE=0) turns the cache off."""
@@ -114,7 +158,8 @@ class Config:
 
     def __repr__(self) -> str:
         return (f"Config(floatX={self.floatX!r}, num_threads={self.num_threads}, "
-                f"debug={self.debug}, verify={self.verify}, parallel_threshold={self.parallel_threshold})")
+                f"debug={self.debug}, verify={self.verify}, parallel_threshold={self.parallel_threshold}, "
+                f"stream_threshold={self.stream_threshold})")
 
 
 config = Config()

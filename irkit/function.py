@@ -278,7 +278,8 @@ class Function:
         single = self.single and not self.updates
         settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits, "threads": config.num_threads,
                     "donate": sorted(self._donated.items()),
-                    "parallel_threshold": config.parallel_threshold, "single": single}
+                    "parallel_threshold": config.parallel_threshold,
+                    "stream_threshold": config.stream_threshold, "single": single}
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
         hit = compile_cache.lookup(key)
@@ -310,7 +311,8 @@ class Function:
         t = self.timings
         run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], make_context(), t)
         t0 = time.perf_counter()
-        tr = Translator(jit.vector_isa(), config.num_threads, config.parallel_threshold)
+        tr = Translator(jit.vector_isa(), config.num_threads, config.parallel_threshold,
+                        config.stream_threshold or None)
         translation = tr.translate(module)
         self.messages = translation.messages
         kernel = translation.module.globals[_symbol(self.name)]
