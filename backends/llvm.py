@@ -689,7 +689,7 @@ class FunctionTranslator:
         body_fn = self._outline(op, captured, ctx_type)
         if stream is not None:
             body_fn = self._outline_streaming(op, captured, ctx_type, body_fn, stream)
-        work = trip
+        work = b.mul(trip, I64(_weight(op)))
         for extent in self._inner_extents(op, inside):
             work = b.mul(work, extent)
         threads = self.tr.num_threads
@@ -1089,6 +1089,18 @@ class FunctionTranslator:
                     b.call(gemv, [ch_b, vm, vn, pal, pb, ildb, pa, incx, pbe, pc, incy])
                 with full:
                     b.call(gemm, [ch_b, ch_a, in_, im, ik, pal, pb, ildb, pa, ilda, pbe, pc, ildc])
+
+
+# a transcendental (a libm or libmvec call) weighs this many elementary ops when a loop's
+# work is compared with the parallel threshold: measured on the float32 chain (three
+# transcendentals and eight arithmetic ops an element: 14 times x + 1's time an element)
+TRANSCENDENTAL_WEIGHT = 4
+
+
+def _weight(op: scf.ParallelOp) -> int:
+    """The work of one iteration of a parallel loop's body, in elementary ops (1 for a
+    copy), for its inner loops' every iteration."""
+    return 1 + TRANSCENDENTAL_WEIGHT * sum(type(o) in LIBM or type(o) in LIBM2 for o in op.body.walk())
 
 
 def _blas_int() -> ir.IntType:

@@ -9,9 +9,9 @@ never freed (arrays it allocated may outlive any one compiled function):
   call. The cache holds at most `IRKIT_POOL_BYTES` (default 1 GiB) and 32 blocks.
 - `irkit_capsule_free(capsule)`: the destructor of the capsule that owns a
   result array's buffer.
-- `irkit_parallel_for(body, ctx, lb, ub, nthreads)`: a loop split across threads
-  (pthreads; the caller runs the first chunk), for the `scf.parallel` loops of
-  kernels large enough to pay for the ~60 us a fork/join costs.
+- `irkit_parallel_for(body, ctx, lb, ub, nthreads)`: a loop split across a pool of
+  threads made once (backends/thread_pool.py), for the `scf.parallel` loops of kernels
+  large enough to pay for starting one.
 - `irkit_gemm_f32/f64`: every product of a compiled function whose sizes are not all
   known (`dialects/ik/linalg.py` gemm_runtime: small ones as loops, else BLAS), written at
   the loops level and translated like any function.
@@ -24,7 +24,7 @@ import os
 
 import llvmlite.ir as ir
 
-from irkit.backends import jit
+from irkit.backends import jit, thread_pool
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -173,7 +173,7 @@ def build_module(limit: int) -> ir.Module:
     b.call(free, [base])
     b.ret_void()
 
-    _parallel_for(m)
+    thread_pool.build(m)
 
     # -- irkit_capsule_free -------------------------------------------------------------
     get_ptr = _declare(m, "PyCapsule_GetPointer", PTR, [PTR, PTR])
@@ -183,113 +183,6 @@ def build_module(limit: int) -> ir.Module:
     b.call(irkit_free, [b.call(get_ptr, [fn.args[0], ir.Constant(PTR, None)])])
     b.ret_void()
     return m
-
-
-def _parallel_for(m: ir.Module) -> None:
-    """irkit_parallel_for(body, ctx, lb, ub, nthreads) -> status: run body(ctx, lo, hi) over
-    [lb, ub) split into nthreads contiguous chunks, one per thread (the caller runs the first);
-    the first nonzero status wins. A thread that cannot be created runs its chunk inline."""
-    body_t = ir.FunctionType(I32, [PTR, I64, I64])
-    task_t = ir.LiteralStructType([PTR, PTR, I64, I64, I32])   # body, ctx, lo, hi, status
-    create = _declare(m, "pthread_create", I32, [PTR, PTR, PTR, PTR])
-    join = _declare(m, "pthread_join", I32, [I64, PTR])
-
-    worker = ir.Function(m, ir.FunctionType(PTR, [PTR]), "irkit_worker")
-    worker.linkage = "internal"
-    b = ir.IRBuilder(worker.append_basic_block())
-    task = worker.args[0]
-
-    def field(b, base, k, ty):
-        return b.load(b.gep(base, [I32(0), I32(k)], inbounds=True, source_etype=task_t), typ=ty)
-
-    def call_body(b, fnptr, args):
-        fnptr.__class__ = _FnLoad
-        fnptr._function_type = body_t
-        return b.call(fnptr, args)
-    st = call_body(b, field(b, task, 0, PTR), [field(b, task, 1, PTR), field(b, task, 2, I64), field(b, task, 3, I64)])
-    b.store(st, b.gep(task, [I32(0), I32(4)], inbounds=True, source_etype=task_t))
-    b.ret(ir.Constant(PTR, None))
-
-    fn = ir.Function(m, ir.FunctionType(I32, [PTR, PTR, I64, I64, I64]), "irkit_parallel_for")
-    body, ctx, lb, ub, nthreads = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    maxt = 64
-    tasks = b.alloca(ir.ArrayType(task_t, maxt))
-    tids = b.alloca(ir.ArrayType(I64, maxt))
-    made = b.alloca(ir.ArrayType(I1, maxt))
-    trip = b.sub(ub, lb)
-    t = b.select(b.icmp_signed("<", trip, nthreads), trip, nthreads)
-    t = b.select(b.icmp_signed(">", t, I64(maxt)), I64(maxt), t)
-    t = b.select(b.icmp_signed("<", t, I64(1)), I64(1), t)
-    chunk = b.sdiv(b.add(trip, b.sub(t, I64(1))), t)
-    # spawn threads 1..t-1
-    loop, spawn, after = (fn.append_basic_block(s) for s in ("spawn.head", "spawn", "spawn.done"))
-    pre = b.block
-    b.branch(loop)
-    b.position_at_end(loop)
-    k = b.phi(I64)
-    k.add_incoming(I64(1), pre)
-    b.cbranch(b.icmp_signed("<", k, t), spawn, after)
-    b.position_at_end(spawn)
-    lo = b.add(lb, b.mul(k, chunk))
-    hi = b.add(lo, chunk)
-    hi = b.select(b.icmp_signed(">", hi, ub), ub, hi)
-    slot = b.gep(tasks, [I32(0), k], inbounds=True)
-    for j, v in enumerate((body, ctx, lo, hi, I32(0))):
-        b.store(v, b.gep(slot, [I32(0), I32(j)], inbounds=True))
-    tid = b.gep(tids, [I32(0), k], inbounds=True)
-    rc = b.call(create, [tid, ir.Constant(PTR, None), worker, slot])
-    ok = b.icmp_signed("==", rc, I32(0))
-    b.store(ok, b.gep(made, [I32(0), k], inbounds=True))
-    with b.if_then(b.not_(ok)):
-        st = call_body(b, b.load(b.gep(slot, [I32(0), I32(0)], inbounds=True), typ=PTR), [ctx, lo, hi])
-        b.store(st, b.gep(slot, [I32(0), I32(4)], inbounds=True))
-    k2 = b.add(k, I64(1))
-    k.add_incoming(k2, b.block)
-    b.branch(loop)
-    b.position_at_end(after)
-    hi0 = b.add(lb, chunk)
-    hi0 = b.select(b.icmp_signed(">", hi0, ub), ub, hi0)
-    first = b.call(_callable(body, body_t), [ctx, lb, hi0])
-    # join, keeping the first failure
-    loop2, joinb, done = (fn.append_basic_block(s) for s in ("join.head", "join", "join.done"))
-    pre = b.block
-    b.branch(loop2)
-    b.position_at_end(loop2)
-    k = b.phi(I64)
-    status = b.phi(I32)
-    k.add_incoming(I64(1), pre)
-    status.add_incoming(first, pre)
-    b.cbranch(b.icmp_signed("<", k, t), joinb, done)
-    b.position_at_end(joinb)
-    with b.if_then(b.load(b.gep(made, [I32(0), k], inbounds=True), typ=I1)):
-        b.call(join, [b.load(b.gep(tids, [I32(0), k], inbounds=True), typ=I64), ir.Constant(PTR, None)])
-    st = b.load(b.gep(tasks, [I32(0), k, I32(4)], inbounds=True), typ=I32)
-    status2 = b.select(b.icmp_signed("==", status, I32(0)), st, status)
-    k2 = b.add(k, I64(1))
-    k.add_incoming(k2, b.block)
-    status.add_incoming(status2, b.block)
-    b.branch(loop2)
-    b.position_at_end(done)
-    b.ret(status)
-
-
-class _FnLoad(ir.instructions.LoadInstr):
-    @property
-    def function_type(self) -> ir.FunctionType:
-        return self._function_type
-
-
-class _CallableArg(ir.values.Argument):
-    @property
-    def function_type(self) -> ir.FunctionType:
-        return self._function_type
-
-
-def _callable(arg: ir.Argument, fnty: ir.FunctionType) -> ir.Argument:
-    arg.__class__ = _CallableArg
-    arg._function_type = fnty
-    return arg
 
 
 def _texts(limit: int) -> list[str]:

@@ -56,12 +56,12 @@ class Config:
         self._threads_explicit = "IRKIT_NUM_THREADS" in os.environ
         self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
         self._verify = os.environ.get("IRKIT_VERIFY", "") not in ("", "0")
-        # Elements a kernel must touch before it is split across threads: a fork/join
-        # costs about 60 us. 2**18 elements is 100 us of the cheapest work (a copy) and
-        # milliseconds of transcendental work; measured on 2 cores, 2**22 left a 4096x1000
-        # softmax-xent (17.5 ms) and a 1M-element exp/sin/tanh chain serial, which two
-        # threads run in 10 ms and 2.5 ms (4.75 ms serial).
-        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 18)))
+        # Work a loop must do before it is split across threads, in elements touched, a
+        # transcendental counting as 5 (backends/llvm.py TRANSCENDENTAL_WEIGHT): starting a
+        # loop on the runtime's pool costs a few microseconds, and on 2 cores x + 1 gains
+        # from 2 threads from about 60,000 elements on (35 KB a thread), the float32
+        # exp/sin/tanh chain from a few thousand.
+        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 16)))
         self._cache_dir = _default_cache_dir()
         stream = os.environ.get("IRKIT_STREAM_BYTES")
         if stream is not None and not stream.strip().isdigit():
