@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
+from irkit.backends import vecmath
 from irkit.config import config
 
 _lock = threading.Lock()
@@ -52,6 +53,27 @@ def host_target_machine() -> llvm.TargetMachine:
 
 
 @functools.lru_cache(maxsize=None)
+def host_vector_isa() -> tuple[str, int] | None:
+    """The host's widest vector registers as the vector function ABI names them: its ISA
+    letter and width in bits (x86: b SSE, c AVX, d AVX2, e AVX-512; AArch64: n Advanced
+    SIMD), or None on other hosts."""
+    initialize()
+    triple = llvm.get_default_triple()
+    if triple.startswith(("aarch64", "arm64")):
+        return ("n", 128)
+    if not triple.startswith("x86_64"):
+        return None
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        return ("e", 512)
+    if features.get("avx2"):
+        return ("d", 256)
+    if features.get("avx"):
+        return ("c", 256)
+    return ("b", 128)
+
+
+@functools.lru_cache(maxsize=None)
 def vector_isa() -> tuple[str, int] | None:
     """The glibc vector ABI to target, or None when libmvec is not available (or
     IRKIT_LIBMVEC=0: exp, log and tanh then use backends/vecmath.py's forms)."""
@@ -64,14 +86,7 @@ def vector_isa() -> tuple[str, int] | None:
         llvm.load_library_permanently(name)
     except Exception:
         return None
-    features = llvm.get_host_cpu_features()
-    if features.get("avx512f"):
-        return ("e", 512)
-    if features.get("avx2"):
-        return ("d", 256)
-    if features.get("avx"):
-        return ("c", 256)
-    return ("b", 128)
+    return host_vector_isa()
 
 
 def _capsule_pointer(capsule) -> int:
@@ -416,10 +431,13 @@ def split_module(text: str, parts: int) -> list[str]:
             header.append(line)
     if body is not None or any(" internal global " in h for h in header):
         return [text]
-    # always-inlined helpers (backends/vecmath.py) go whole into every part: a call across
-    # parts would not be inlined, and the loop that makes it would not vectorise
-    inlined = [f for f in functions if " alwaysinline" in f[0]]
-    functions = [f for f in functions if " alwaysinline" not in f[0]]
+    # the math helpers (backends/vecmath.py) go whole into every part: a call across parts
+    # would not be inlined, or would lose its vector variant, and the loop that makes it
+    # would not vectorise
+    def helper(f: list[str]) -> bool:
+        return " alwaysinline" in f[0] or f" @{vecmath.PREFIX}" in f[0]
+    inlined = [f for f in functions if helper(f)]
+    functions = [f for f in functions if not helper(f)]
     weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
     if parts < 2 or len(functions) < 2 or sum(weights) < SPLIT_ABOVE:
         return [text]

@@ -251,9 +251,14 @@ class Translator:
 
     def libm(self, name: str, ty: ir.Type, nargs: int) -> ir.Function:
         """A libm function, tagged with its libmvec variant so that loops vectorise; without
-        libmvec, exp, log and tanh as arithmetic that vectorises (`backends/vecmath.py`)."""
-        if self.vector_isa is None and name in vecmath.FUNCTIONS and ty in (F32, F64):
-            return vecmath.function(self.llmod, name, ty)
+        libmvec, exp, log and tanh as arithmetic that vectorises, sin and cos with a vector
+        variant of irkit's own (`backends/vecmath.py`)."""
+        if self.vector_isa is None and ty in (F32, F64):
+            if name in vecmath.FUNCTIONS:
+                return vecmath.function(self.llmod, name, ty)
+            if name in vecmath.REDUCED:
+                from irkit.backends import jit
+                return vecmath.reduced_function(self.llmod, name, ty, jit.host_vector_isa(), self.out.vector_decls)
         cname = name + ("f" if ty == F32 else "")
         fn = self.llmod.globals.get(cname)
         if fn is not None:

@@ -1,4 +1,4 @@
-"""exp, log, log1p and tanh as straight-line LLVM IR, for hosts without glibc's libmvec (macOS,
+"""exp, log, log1p, tanh, sin and cos as LLVM IR, for hosts without glibc's libmvec (macOS,
 Windows, musl, or IRKIT_LIBMVEC=0).
 
 With libmvec, a loop calling `expf` vectorises because the call carries its vector variant
@@ -17,9 +17,14 @@ Each is the classic construction (Cody and Waite's range reduction, then a polyn
 - log1p: log(u) x / (u - 1) with u = 1 + x (Goldberg's correction of u's rounding).
 - tanh: below 0.625, x + x^3 P(x^2) (Cephes; a rational P/Q for float64); above, 1 - 2 /
   (e^(2|x|) + 1) with the sign of x.
+- sin, cos: fdlibm's (below): for |x| < 2^19 pi/2 straight-line code, beyond it libm's own
+  (whose reduction needs hundreds of bits of pi). A loop cannot widen a branch to a call,
+  so these carry a vector variant of irkit's own, as libmvec's functions carry theirs: the
+  straight-line code on every lane, then libm for the lanes past the limit, if any.
 
 NaN, infinities, zeros, overflow and underflow give what libm gives. Their error against
-numpy over the whole range, measured in ulp by tests/test_vecmath.py: at most 2 ulp (log1p 3).
+numpy over the whole range, measured in ulp by tests/test_vecmath.py: at most 2 ulp (log1p 3;
+sin and cos 0.56 float32, 1.0 float64).
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ from collections.abc import Callable
 import llvmlite.ir as ir
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
-FUNCTIONS = ("exp", "log", "log1p", "tanh")
+FUNCTIONS = ("exp", "log", "log1p", "tanh")  # straight-line forms, inlined where called
+PREFIX = "irkit_vm_"  # every function this module makes (backends/jit.py split_module copies them)
 
 
 class _Precision:
-    """The constants of one float type."""
+    """The constants of one float type, scalar or (lanes > 0) a vector of it."""
 
-    def __init__(self, ty: ir.Type) -> None:
+    def __init__(self, ty: ir.Type, lanes: int = 0) -> None:
         single = ty == F32
-        self.ty = ty
-        self.int = ir.IntType(32 if single else 64)
+        self.scalar = ty
+        self.lanes = lanes
+        self.ty = ir.VectorType(ty, lanes) if lanes else ty
+        scalar_int = ir.IntType(32 if single else 64)
+        self.int = ir.VectorType(scalar_int, lanes) if lanes else scalar_int
         self.mantissa_bits = 23 if single else 52
         self.bias = 127 if single else 1023
         self.exponent_mask = 0xFF if single else 0x7FF
@@ -52,6 +61,9 @@ class _Precision:
             self.ln2_hi, self.ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
             self.exp_max, self.exp_min = 709.782712893384, -745.1332191019412
 
+    def splat(self, ty: ir.Type, value) -> ir.Constant:
+        return ir.Constant(ty, [value] * self.lanes) if self.lanes else ir.Constant(ty, value)
+
 
 class _Emitter:
     """Helpers over an IRBuilder for one float type."""
@@ -60,13 +72,18 @@ class _Emitter:
         self.b, self.m, self.p, self.ty = b, module, p, p.ty
 
     def c(self, v: float) -> ir.Constant:
-        return ir.Constant(self.ty, v)
+        return self.p.splat(self.ty, v)
 
     def i(self, v: int) -> ir.Constant:
-        return ir.Constant(self.p.int, v)
+        return self.p.splat(self.p.int, v)
 
     def intrinsic(self, name: str, args: list) -> ir.Value:
-        fn = self.m.declare_intrinsic(name, [self.ty], ir.FunctionType(self.ty, [self.ty] * len(args)))
+        """An LLVM intrinsic of this type (llvmlite names scalar overloads only)."""
+        p = self.p
+        suffix = ("f32" if p.scalar == F32 else "f64") if not p.lanes else \
+            f"v{p.lanes}{'f32' if p.scalar == F32 else 'f64'}"
+        full = f"{name}.{suffix}"
+        fn = self.m.globals.get(full) or ir.Function(self.m, ir.FunctionType(self.ty, [self.ty] * len(args)), full)
         return self.b.call(fn, args)
 
     def fma(self, a, x, y):
@@ -162,6 +179,169 @@ def _tanh(e: _Emitter, x):
     big = e.intrinsic("llvm.copysign", [big, x])
     y = e.select(e.fcmp("<", a, e.c(0.625)), small, big)
     return e.select(e.fcmp("==", x, e.c(0.0)), x, y)  # -0 stays -0
+
+
+# -- sin and cos ------------------------------------------------------------------------------
+# fdlibm's: x = n pi/2 + y with pi/2 in parts of 33 bits (n times a part is exact for
+# |n| < 2^20), y kept as a head and a tail; its medium-size rule for how many parts
+# (1, 2 or 3) is a select per element here. Then sin and cos of y by fdlibm's kernels and
+# the quadrant n mod 4. float32 runs the float64 path and rounds once. Beyond REDUCED_LIMIT
+# (and for NaN and infinities) libm's sin/cos itself: the reduction there needs more bits
+# of pi than a few parts hold (Payne and Hanek's), which the vector variant below calls
+# for only the elements that need it.
+
+REDUCED_LIMIT = 823549.0  # fdlibm's medium case: |x| < 2^19 pi/2
+_INVPIO2 = 6.36619772367581382433e-01
+_PIO2 = [(1.57079632673412561417e+00, 6.07710050650619224932e-11),  # part, and what is left after it
+         (6.07710050630396597660e-11, 2.02226624879595063154e-21),
+         (2.02226624871116645580e-21, 8.47842766036889956997e-32)]
+_SIN = [-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
+        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10]
+_COS = [4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
+        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11]
+
+
+def _exponent(e: _Emitter, x):
+    """The biased exponent field of a float64."""
+    return e.b.and_(e.b.lshr(e.b.bitcast(x, e.p.int), e.i(52)), e.i(0x7FF))
+
+
+def _reduce_pio2(e: _Emitter, x):
+    """(n, head, tail) with x = n pi/2 + head + tail, |head| <= pi/4 about (float64)."""
+    b = e.b
+    n = e.intrinsic("llvm.rint", [b.fmul(x, e.c(_INVPIO2))])
+    rounds = []
+    r = b.fsub(x, b.fmul(n, e.c(_PIO2[0][0])))
+    w = b.fmul(n, e.c(_PIO2[0][1]))
+    rounds.append((r, w))
+    for part, rest in _PIO2[1:]:
+        t = r
+        w = b.fmul(n, e.c(part))
+        r = b.fsub(t, w)
+        w = b.fsub(b.fmul(n, e.c(rest)), b.fsub(b.fsub(t, r), w))
+        rounds.append((r, w))
+    # fdlibm goes on to the next part when the head lost more than 16 (then 49) bits
+    exponent = _exponent(e, x)
+    lost1 = b.sub(exponent, _exponent(e, b.fsub(*rounds[0])))
+    lost2 = b.sub(exponent, _exponent(e, b.fsub(*rounds[1])))
+    second = b.icmp_signed(">", lost1, e.i(16))
+    third = b.and_(second, b.icmp_signed(">", lost2, e.i(49)))
+    r = e.select(third, rounds[2][0], e.select(second, rounds[1][0], rounds[0][0]))
+    w = e.select(third, rounds[2][1], e.select(second, rounds[1][1], rounds[0][1]))
+    head = b.fsub(r, w)
+    tail = b.fsub(b.fsub(r, head), w)
+    return b.fptosi(n, e.p.int), head, tail
+
+
+def _kernel_sin(e: _Emitter, x, y):
+    b = e.b
+    z = b.fmul(x, x)
+    v = b.fmul(z, x)
+    r = e.horner(z, _SIN[:0:-1])  # S2 + z (S3 + ...)
+    # x - ((z (y/2 - v r) - y) - v S1)
+    inner = b.fsub(b.fmul(z, b.fsub(b.fmul(e.c(0.5), y), b.fmul(v, r))), y)
+    return b.fsub(x, b.fsub(inner, b.fmul(v, e.c(_SIN[0]))))
+
+
+def _kernel_cos(e: _Emitter, x, y):
+    b = e.b
+    z = b.fmul(x, x)
+    r = b.fmul(z, e.horner(z, _COS[::-1]))
+    hz = b.fmul(e.c(0.5), z)
+    w = b.fsub(e.c(1.0), hz)
+    # w + (((1 - w) - hz) + (z r - x y))
+    return b.fadd(w, b.fadd(b.fsub(b.fsub(e.c(1.0), w), hz), b.fsub(b.fmul(z, r), b.fmul(x, y))))
+
+
+def _sin_cos_reduced(e: _Emitter, x, cosine: bool):
+    """sin or cos of x (float64, |x| < REDUCED_LIMIT)."""
+    b = e.b
+    n, head, tail = _reduce_pio2(e, x)
+    s, c = _kernel_sin(e, head, tail), _kernel_cos(e, head, tail)
+    quadrant = b.and_(b.add(n, e.i(1)) if cosine else n, e.i(3))  # cos x = sin(x + pi/2)
+    odd = b.icmp_unsigned("!=", b.and_(quadrant, e.i(1)), e.i(0))
+    y = e.select(odd, c, s)
+    y = e.select(b.icmp_unsigned(">=", quadrant, e.i(2)), b.fneg(y), y)
+    if not cosine:
+        y = e.select(e.fcmp("==", x, e.c(0.0)), x, y)  # -0 stays -0
+    return y
+
+
+def _reduced_body(name: str):
+    def body(e: _Emitter, x):
+        if e.p.scalar == F64:
+            return _sin_cos_reduced(e, x, name == "cos")
+        wide = _Emitter(e.b, e.m, _Precision(F64, e.p.lanes))
+        y = _sin_cos_reduced(wide, e.b.fpext(x, wide.ty), name == "cos")
+        return e.b.fptrunc(y, e.ty)
+    return body
+
+
+REDUCED = {"sin": _reduced_body("sin"), "cos": _reduced_body("cos")}
+
+
+def reduced_function(module: ir.Module, name: str, ty: ir.Type, vector: tuple[str, int] | None,
+                     keep: list) -> ir.Function:
+    """`irkit_vm_<name>[f]`: sin or cos by the path above, libm's beyond REDUCED_LIMIT. With
+    `vector` (the host's vector ISA letter and width in bits, as the vector function ABI
+    names them) it carries a vector variant of its own (`..._v<lanes>`, appended to `keep`
+    so that it lives until the loop vectorizer calls it), whose lanes past the limit call
+    libm one by one, only when there are any."""
+    cname = f"irkit_vm_{name}{'f' if ty == F32 else ''}"
+    fn = module.globals.get(cname)
+    if fn is not None:
+        return fn
+    libm = module.globals.get(cname[len("irkit_vm_"):]) or ir.Function(module, ir.FunctionType(ty, [ty]),
+                                                                        cname[len("irkit_vm_"):])
+    fn = ir.Function(module, ir.FunctionType(ty, [ty]), cname)
+    fn.linkage = "internal"
+    # not inlined before the vectorizer, which would then meet a branch to a call
+    for attribute in ("noinline", "nounwind", "readnone"):
+        fn.attributes.add(attribute)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    e = _Emitter(b, module, _Precision(ty))
+    x = fn.args[0]
+    near = e.fcmp("<", e.intrinsic("llvm.fabs", [x]), e.c(REDUCED_LIMIT))
+    with b.if_else(near) as (then, otherwise):
+        with then:
+            fast = REDUCED[name](e, x)
+            fast_block = b.block
+        with otherwise:
+            far = b.call(libm, [x])
+            far_block = b.block
+    y = b.phi(ty)
+    y.add_incoming(fast, fast_block)
+    y.add_incoming(far, far_block)
+    b.ret(y)
+    if vector is not None:
+        isa, bits = vector
+        lanes = bits // (32 if ty == F32 else 64)
+        vname = f"{cname}_v{lanes}"
+        p = _Precision(ty, lanes)
+        vfn = ir.Function(module, ir.FunctionType(p.ty, [p.ty]), vname)
+        vfn.linkage = "internal"
+        vfn.attributes.add("nounwind")
+        b = ir.IRBuilder(vfn.append_basic_block("entry"))
+        e = _Emitter(b, module, p)
+        xs = vfn.args[0]
+        fast = REDUCED[name](e, xs)
+        far = b.fcmp_unordered(">=", e.intrinsic("llvm.fabs", [xs]), e.c(REDUCED_LIMIT))
+        entry = b.block
+        with b.if_then(b.icmp_unsigned("!=", b.bitcast(far, ir.IntType(lanes)), ir.IntType(lanes)(0))):
+            ys = fast
+            for k in range(lanes):
+                lane = ir.IntType(32)(k)
+                ys = b.select(b.extract_element(far, lane),
+                              b.insert_element(ys, b.call(libm, [b.extract_element(xs, lane)]), lane), ys)
+            patched = b.block
+        result = b.phi(p.ty)
+        result.add_incoming(fast, entry)
+        result.add_incoming(ys, patched)
+        b.ret(result)
+        mangled = f"_ZGV{isa}N{lanes}v_{cname}"
+        set.add(fn.attributes, f'"vector-function-abi-variant"="{mangled}({vname})"')
+        keep.append(vfn)
+    return fn
 
 
 _BODIES: dict[str, Callable] = {"exp": _exp, "log": _log, "log1p": _log1p, "tanh": _tanh}

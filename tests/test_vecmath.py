@@ -15,7 +15,7 @@ import irkit as ik
 from irkit.backends import jit
 
 FUNCTIONS = {"exp": (ik.exp, np.exp), "log": (ik.log, np.log), "log1p": (ik.log1p, np.log1p),
-             "tanh": (ik.tanh, np.tanh)}
+             "tanh": (ik.tanh, np.tanh), "sin": (ik.sin, np.sin), "cos": (ik.cos, np.cos)}
 
 
 @pytest.fixture
@@ -40,6 +40,15 @@ def _inputs(name: str, dtype) -> np.ndarray:
         exponents = rng.uniform(np.log2(float(info.smallest_subnormal)), np.log2(float(info.max)), 200_000)
         grid = np.concatenate([np.exp2(exponents), rng.uniform(0.5, 2.0, 100_000),
                                1 + np.linspace(-1e-3, 1e-3, 10_001)])
+    elif name in ("sin", "cos"):
+        # the reduction's hard cases: near multiples of pi/2 (as the type rounds them), both
+        # sides of the limit where libm takes over, magnitudes up to the largest
+        near = (np.arange(-300_000, 300_000, 7) * (np.pi / 2)).astype(dtype).astype(np.float64)
+        top = np.log2(float(info.max))
+        grid = np.concatenate([np.linspace(-10, 10, 200_001), rng.uniform(-1e5, 1e5, 100_000),
+                               rng.uniform(8.2e5, 8.3e5, 20_000), near, np.nextafter(near, np.inf),
+                               np.exp2(rng.uniform(-40, top, 50_000)) * rng.choice([-1, 1], 50_000),
+                               np.linspace(-1e-4, 1e-4, 1001)])
     else:
         grid = np.concatenate([np.linspace(-25, 25, 200_001), rng.uniform(-1, 1, 100_000),
                                np.linspace(-1e-4, 1e-4, 1001), rng.uniform(0.6, 0.65, 10_000)])
@@ -94,6 +103,24 @@ def test_special_values_are_libms(no_libmvec, name, dtype):
     np.testing.assert_array_equal(got[exact & ~np.isnan(want)], want[exact & ~np.isnan(want)])
     rest = ~exact & ~np.isnan(want)
     np.testing.assert_allclose(got[rest], want[rest], rtol=4 * float(info.eps), atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sin_and_cos_call_their_vector_variant(no_libmvec, dtype):
+    """The loop vectorises through irkit's own vector variant of sin and cos, which calls
+    libm only for the elements past the reduction's limit: a block with one such element
+    among ordinary ones gives libm's answer there and the fast path's elsewhere."""
+    if jit.host_vector_isa() is None:
+        pytest.skip("no vector ISA known for this host")
+    v = ik.vector("x", dtype=dtype)
+    f = ik.function([v], ik.sin(v) * 2 + ik.cos(v))
+    assert re.search(r"call (fast )?<\d+ x (float|double)> @irkit_vm_sinf?_v\d+\(", f.ir("llvm"))
+    x = np.linspace(-20, 20, 4099).astype(dtype)
+    x[5], x[700], x[-1] = 1e7, -3e30, np.inf
+    with np.errstate(invalid="ignore"):
+        want = np.sin(x) * 2 + np.cos(x)
+    tol = 4 * float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(f(x), want, rtol=tol, atol=tol)
 
 
 def test_the_loops_vectorise_and_call_no_libm(no_libmvec):
