@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--repeat", type=int, default=None, help="timed samples per system (at most)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timing per system (at least 3 samples)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every family this many times, alternating their order; each row keeps its fastest")
     ap.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"),
                     help="where to write the markdown table ('-' for stdout only)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
@@ -173,7 +175,7 @@ def main() -> None:
     thread_counts = [int(n) for n in args.threads.split(",")]
     started = time.time()
     result = harness.orchestrate(os.path.abspath(__file__), HERE, families, [w.name for w in workloads],
-                                 thread_counts, args.quick, args.repeat, args.budget, workloads)
+                                 thread_counts, args.quick, args.repeat, args.budget, workloads, args.rounds)
     report = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
               "seconds": round(time.time() - started), "machine": harness.machine(),
