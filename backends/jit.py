@@ -1,7 +1,7 @@
 """The host CPU as a target: llvmlite's MCJIT, tuned for this machine.
 
 - the target machine uses the host's CPU name and features (AVX2, FMA, ...);
-- the optimisation pipeline is LLVM's O3 with loop and SLP vectorisation on
+- the optimisation pipeline is LLVM's -O2 (jit.LEVEL) with loop and SLP vectorisation on
   (the C++ default has SLP off);
 - libmvec is loaded so that vectorised transcendentals resolve, and its ISA
   picked to match the host ("d" = AVX2, 256 bits);
