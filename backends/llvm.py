@@ -851,6 +851,10 @@ class FunctionTranslator:
         base.add_incoming(b.add(base, I64(unroll), flags=["nsw"]), b.block)
         b.branch(loop)
         b.position_at_end(done)
+        # non-temporal stores are ordered with no other store: fenced here, before the chunk
+        # counts itself done and another thread reads what it wrote (x86: sfence, the one
+        # fence documented for them; a seq_cst fence there is a locked op)
+        streaming.store_fence(b, self.tr.llmod)
         status_tail = b.call(plain, [ctx, middle_end, hi])
         b.ret(b.select(b.icmp_signed("!=", status_head, I32(0)), status_head, status_tail))
         self._finish_outlined(sub)

@@ -12,7 +12,9 @@ loop, and the aligned middle runs `64 / element size` iterations per step, op by
 vectors; the first store of a block is 64-byte aligned and says so. Which loop runs is
 decided per call: streaming only when the loop writes at least the threshold's bytes
 (`ik.config.stream_threshold`, by default the size of the last-level cache) and every
-output sits at the same offset from a 64-byte boundary (fresh outputs always do).
+output sits at the same offset from a 64-byte boundary (fresh outputs always do). A fence
+follows the streamed blocks: non-temporal stores are not ordered with other stores, and
+another thread of the pool may read the output as soon as the chunk counts itself done.
 
 Only small bodies of arithmetic qualify: they are the loops bound by memory, and the
 unrolled copy of a transcendental or a gather would be slower than the vectorised loop.
@@ -113,6 +115,18 @@ def store_alignment(k: int, element_bytes: int) -> int:
     """The alignment of `base + k` elements when base is 64-byte aligned."""
     offset = k * element_bytes
     return LINE if offset % LINE == 0 else offset & -offset
+
+
+def store_fence(b: ir.IRBuilder, module: ir.Module) -> None:
+    """A fence after non-temporal stores: `sfence` on x86, a sequentially consistent fence
+    elsewhere."""
+    import llvmlite.binding as llvm
+    if llvm.get_default_triple().startswith(("x86_64", "i686", "i386")):
+        fn = module.globals.get("llvm.x86.sse.sfence") or \
+            ir.Function(module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+        b.call(fn, [])
+    else:
+        b.fence("seq_cst")
 
 
 def nontemporal(module: ir.Module) -> ir.MDValue:

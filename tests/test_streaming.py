@@ -38,6 +38,8 @@ def test_elementwise_loop_streams_with_aligned_vector_stores(stream_everything):
     body = body[:body.index("\n}\n")]
     # the SLP vectorizer joined a line's worth of scalar stores into one aligned vector store
     assert re.search(r"store <\d+ x float> %[\w.]+, ptr %[\w.]+, align (32|64), !nontemporal", body), body
+    # and fenced before the chunk is done (another thread may read the output next)
+    assert re.search(r"call void @llvm\.x86\.sse\.sfence\(\)|fence seq_cst", body), body
 
 
 def test_streaming_off_and_ineligible_loops(stream_everything):
