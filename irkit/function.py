@@ -276,10 +276,12 @@ class Function:
         t = self.timings
         args = self._arg_specs()
         single = self.single and not self.updates
-        settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits, "threads": config.num_threads,
-                    "donate": sorted(self._donated.items()),
-                    "parallel_threshold": config.parallel_threshold,
-                    "stream_threshold": config.stream_threshold, "single": single}
+        # what the translation reads of the settings, kept: ir("llvm") of a function loaded
+        # from the cache translates again, and must show the code that runs
+        self._codegen = {"threads": config.num_threads, "parallel_threshold": config.parallel_threshold,
+                         "stream_threshold": config.stream_threshold}
+        settings = {"isa": jit.vector_isa(), "blas_int": jit.blas().int_bits,
+                    "donate": sorted(self._donated.items()), **self._codegen, "single": single}
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
         hit = compile_cache.lookup(key)
@@ -311,8 +313,9 @@ class Function:
         t = self.timings
         run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], make_context(), t)
         t0 = time.perf_counter()
-        tr = Translator(jit.vector_isa(), config.num_threads, config.parallel_threshold,
-                        config.stream_threshold or None)
+        codegen = self._codegen
+        tr = Translator(jit.vector_isa(), codegen["threads"], codegen["parallel_threshold"],
+                        codegen["stream_threshold"] or None)
         translation = tr.translate(module)
         self.messages = translation.messages
         kernel = translation.module.globals[_symbol(self.name)]

@@ -125,3 +125,19 @@ def test_config_stream_threshold_is_checked():
         with pytest.raises(ValueError, match="stream_threshold"):
             ik.config.stream_threshold = bad
     assert ik.config.stream_threshold == old
+
+
+def test_llvm_text_of_a_cached_function_is_the_code_that_runs(stream_everything, tmp_path):
+    """A function loaded from the cache makes its LLVM IR again when asked: with the settings
+    it was compiled with, not the ones in force when asked."""
+    old = ik.config.cache_dir
+    ik.config.cache_dir = str(tmp_path)
+    try:
+        x = ik.vector("x", dtype="float32")
+        ik.config.stream_threshold = 1
+        loaded = [ik.function([x], x * 5) for _ in range(2)][1]  # one source line: one key
+        assert "llvm-jit" not in loaded.timings  # no LLVM ran: the object came from the cache
+        ik.config.stream_threshold = 0
+        assert _stream_functions(loaded.ir("llvm"))
+    finally:
+        ik.config.cache_dir = old
