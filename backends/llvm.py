@@ -766,6 +766,20 @@ class FunctionTranslator:
         fn, b = sub.fn, sub.b
         ctx, lo, hi = fn.args
         step = self.v(op.step[0])
+        copied = _copy_loop(op)
+        if copied is not None and isinstance(step, ir.Constant) and step.constant == 1:
+            # a copy (passes/copies_to_loops.py): libc's memmove of the range is faster than
+            # the loop LLVM makes of it
+            src, dst = sub.env[copied[0]], sub.env[copied[1]]
+            size = I64(_size(src.elt))
+            start = b.mul(lo, size)
+            memmove = self.tr.intrinsic("llvm.memmove", [PTR, PTR, I64])
+            with b.if_then(b.icmp_signed("<", lo, hi)):
+                b.call(memmove, [b.gep(dst.ptr, [start], source_etype=I8), b.gep(src.ptr, [start], source_etype=I8),
+                                 b.mul(b.sub(hi, lo), size), I1(0)])
+            b.ret(I32(0))
+            self._finish_outlined(sub)
+            return fn
         pre = b.block
         head = fn.append_basic_block("par.head")
         body = fn.append_basic_block("par.body")
@@ -1102,14 +1116,33 @@ class FunctionTranslator:
 
 # a transcendental (a libm or libmvec call) weighs this many elementary ops when a loop's
 # work is compared with the parallel threshold: measured on the float32 chain (three
-# transcendentals and eight arithmetic ops an element: 14 times x + 1's time an element)
-TRANSCENDENTAL_WEIGHT = 4
+# transcendentals and eight arithmetic ops an element: 14 times x + 1's time an element;
+# with the threshold, 2 threads gain from about 5,000 elements of it)
+TRANSCENDENTAL_WEIGHT = 8
 
 
 def _weight(op: scf.ParallelOp) -> int:
     """The work of one iteration of a parallel loop's body, in elementary ops (1 for a
     copy), for its inner loops' every iteration."""
     return 1 + TRANSCENDENTAL_WEIGHT * sum(type(o) in LIBM or type(o) in LIBM2 for o in op.body.walk())
+
+
+def _copy_loop(op: scf.ParallelOp) -> tuple[SSAValue, SSAValue] | None:
+    """(source, destination) when the loop's body is `dst[i] = src[i]` on 1-d buffers of one
+    element type made outside it, else None. (A parallel loop's iterations cannot depend on
+    each other, so the two can only be one buffer or none of each other: memmove holds.)"""
+    ops = list(op.body.block.ops)
+    if len(ops) != 3 or not isinstance(ops[0], memref.LoadOp) or not isinstance(ops[1], memref.StoreOp) \
+            or not isinstance(ops[2], scf.ReduceOp) or ops[2].args:
+        return None
+    load, store = ops[0], ops[1]
+    iv = op.body.block.args[0]
+    inside = _defined_inside(op)
+    if store.value != load.res or list(load.indices) != [iv] or list(store.indices) != [iv] \
+            or load.memref in inside or store.memref in inside \
+            or load.memref.type.element_type != store.memref.type.element_type:
+        return None
+    return load.memref, store.memref
 
 
 def _blas_int() -> ir.IntType:

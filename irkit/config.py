@@ -57,11 +57,11 @@ class Config:
         self._debug = os.environ.get("IRKIT_DEBUG", "") not in ("", "0")
         self._verify = os.environ.get("IRKIT_VERIFY", "") not in ("", "0")
         # Work a loop must do before it is split across threads, in elements touched, a
-        # transcendental counting as 5 (backends/llvm.py TRANSCENDENTAL_WEIGHT): starting a
-        # loop on the runtime's pool costs a few microseconds, and on 2 cores x + 1 gains
-        # from 2 threads from about 60,000 elements on (35 KB a thread), the float32
-        # exp/sin/tanh chain from a few thousand.
-        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 16)))
+        # transcendental counting as 9 (backends/llvm.py TRANSCENDENTAL_WEIGHT): starting a
+        # loop on the runtime's pool costs a few microseconds, and on 2 cores x + 1 and a
+        # copy gain from 2 threads from 100,000-150,000 elements on, the float32
+        # exp/sin/tanh chain from about 5,000.
+        self._parallel_threshold = int(os.environ.get("IRKIT_PARALLEL_THRESHOLD", str(1 << 17)))
         self._cache_dir = _default_cache_dir()
         stream = os.environ.get("IRKIT_STREAM_BYTES")
         if stream is not None and not stream.strip().isdigit():

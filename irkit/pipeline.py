@@ -29,7 +29,7 @@ STAGES = {
     "tensor": ["sink-branches", "stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize",
                "canonicalize", "cse", "dce", "scan-keep-last", "sink-branches"],
     "fused": ["decompose", "canonicalize", "cse", "gemm-epilogue", "fuse"],
-    "loops": ["bufferize", "lower-to-loops", "hoist-allocs"],
+    "loops": ["bufferize", "lower-to-loops", "copies-to-loops", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
 # for a GPU: every product is a library call or a tiled kernel, never loops in one thread, and

@@ -20,6 +20,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from irkit.passes.bufferize import BufferizePass
     from irkit.passes.canonicalize import CanonicalizePass
     from irkit.passes.constant_fold import ConstantFoldPass
+    from irkit.passes.copies_to_loops import CopiesToLoopsPass
     from irkit.passes.decompose import DecomposePass
     from irkit.passes.fuse import FusePass
     from irkit.passes.gemm_epilogue import GemmEpiloguePass
@@ -32,7 +33,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
     classes = [AutodiffPass, CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
                DeadCodeElimination, DecomposePass, FusePass, BufferizePass, LowerToLoopsPass, SinkBranchesPass,
-               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass, GemmEpiloguePass]
+               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass, GemmEpiloguePass, CopiesToLoopsPass]
     return {cls.name: (lambda cls=cls: cls) for cls in classes}
 
 
