@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, memref, scf
-from xdsl.dialects.builtin import IndexType, IntegerAttr
+from xdsl.dialects import builtin, memref, scf
+from xdsl.dialects.builtin import IndexType
 from xdsl.ir import Block, Region
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -43,18 +43,12 @@ def copy_as_loop(op: memref.CopyOp) -> None:
     """Replace `op` by its flat parallel loop."""
     c = Cursor(InsertPoint.before(op))
     src, dst = flatten(c, op.source), flatten(c, op.destination)
-    size = dst.type.get_shape()[0]
-    if size >= 0:
-        n = c.emit(arith.ConstantOp(IntegerAttr(size, IndexType())))
-    else:
-        n = c.emit(memref.DimOp.from_source_and_index(dst, c.emit(arith.ConstantOp(IntegerAttr(0, IndexType())))))
+    n = c.as_index(c.dim(dst, 0))
     block = Block(arg_types=[IndexType()])
     i = block.args[0]
     value = memref.LoadOp.get(src, [i])
     block.add_ops([value, memref.StoreOp.get(value.res, dst, [i]), scf.ReduceOp()])
-    zero = c.emit(arith.ConstantOp(IntegerAttr(0, IndexType())))
-    one = c.emit(arith.ConstantOp(IntegerAttr(1, IndexType())))
-    c.emit(scf.ParallelOp([zero], [n], [one], Region(block)))
+    c.emit(scf.ParallelOp([c.index(0)], [n], [c.index(1)], Region(block)))
     Rewriter.erase_op(op)
 
 
