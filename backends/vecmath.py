@@ -253,11 +253,21 @@ def _kernel_cos(e: _Emitter, x, y):
     return b.fadd(w, b.fadd(b.fsub(b.fsub(e.c(1.0), w), hz), b.fsub(b.fmul(z, r), b.fmul(x, y))))
 
 
-def _sin_cos_reduced(e: _Emitter, x, cosine: bool):
-    """sin or cos of x (float64, |x| < REDUCED_LIMIT)."""
+def _sin_cos_reduced(e: _Emitter, x, cosine: bool, for_float32: bool = False):
+    """sin or cos of x (float64, |x| < REDUCED_LIMIT). `for_float32`: x is a float32's value
+    and the result will be rounded to float32: fdlibm's first round of reduction (good to 85
+    bits) and the kernels without their last terms are enough (below 2^-29 relative)."""
     b = e.b
-    n, head, tail = _reduce_pio2(e, x)
-    s, c = _kernel_sin(e, head, tail), _kernel_cos(e, head, tail)
+    if for_float32:
+        n = e.intrinsic("llvm.rint", [b.fmul(x, e.c(_INVPIO2))])
+        head = b.fsub(b.fsub(x, b.fmul(n, e.c(_PIO2[0][0]))), b.fmul(n, e.c(_PIO2[0][1])))
+        z = b.fmul(head, head)
+        s = e.fma(b.fmul(z, head), e.horner(z, _SIN[3::-1]), head)
+        c = e.fma(b.fmul(z, z), e.horner(z, _COS[3::-1]), e.fma(z, e.c(-0.5), e.c(1.0)))
+        n = b.fptosi(n, e.p.int)
+    else:
+        n, head, tail = _reduce_pio2(e, x)
+        s, c = _kernel_sin(e, head, tail), _kernel_cos(e, head, tail)
     quadrant = b.and_(b.add(n, e.i(1)) if cosine else n, e.i(3))  # cos x = sin(x + pi/2)
     odd = b.icmp_unsigned("!=", b.and_(quadrant, e.i(1)), e.i(0))
     y = e.select(odd, c, s)
@@ -272,7 +282,7 @@ def _reduced_body(name: str):
         if e.p.scalar == F64:
             return _sin_cos_reduced(e, x, name == "cos")
         wide = _Emitter(e.b, e.m, _Precision(F64, e.p.lanes))
-        y = _sin_cos_reduced(wide, e.b.fpext(x, wide.ty), name == "cos")
+        y = _sin_cos_reduced(wide, e.b.fpext(x, wide.ty), name == "cos", for_float32=True)
         return e.b.fptrunc(y, e.ty)
     return body
 
