@@ -185,7 +185,7 @@ def _tanh(e: _Emitter, x):
 # fdlibm's: x = n pi/2 + y with pi/2 in parts of 33 bits (n times a part is exact for
 # |n| < 2^20), y kept as a head and a tail; its medium-size rule for how many parts
 # (1, 2 or 3) is a select per element here. Then sin and cos of y by fdlibm's kernels and
-# the quadrant n mod 4. float32 runs the float64 path and rounds once. Beyond REDUCED_LIMIT
+# the quadrant n mod 4. float32 runs a shorter float64 path and rounds once. Beyond REDUCED_LIMIT
 # (and for NaN and infinities) libm's sin/cos itself: the reduction there needs more bits
 # of pi than a few parts hold (Payne and Hanek's), which the vector variant below calls
 # for only the elements that need it.
