@@ -76,7 +76,7 @@ def host_vector_isa() -> tuple[str, int] | None:
 @functools.lru_cache(maxsize=None)
 def vector_isa() -> tuple[str, int] | None:
     """The glibc vector ABI to target, or None when libmvec is not available (or
-    IRKIT_LIBMVEC=0: exp, log and tanh then use backends/vecmath.py's forms)."""
+    IRKIT_LIBMVEC=0: exp, log, log1p, tanh, sin and cos then use backends/vecmath.py's)."""
     import os
     if os.environ.get("IRKIT_LIBMVEC", "1") in ("0", "off", "false"):
         return None

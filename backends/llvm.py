@@ -681,7 +681,7 @@ class FunctionTranslator:
         unit_step = isinstance(step, ir.Constant) and step.constant == 1
         stream = None
         if unit_step and self.tr.stream_threshold is not None:
-            stream = streaming.streamable(op, lambda t: _size(t.element_type))
+            stream = streaming.streamable(op, inside, lambda t: _size(t.element_type))
         if stream is not None and isinstance(lb, ir.Constant) and isinstance(ub, ir.Constant) and \
                 (ub.constant - lb.constant) * len(stream.stores) * stream.element_bytes < self.tr.stream_threshold:
             stream = None  # a static size that never writes enough
@@ -691,7 +691,7 @@ class FunctionTranslator:
         ctx = self.entry_builder.alloca(ctx_type)
         for k, f in enumerate(fields):
             b.store(f, b.gep(ctx, [I32(0), I32(k)], inbounds=True))
-        body_fn = self._outline(op, captured, ctx_type)
+        body_fn = self._outline(op, captured, ctx_type, _copy_loop(op, inside) if unit_step else None)
         if stream is not None:
             body_fn = self._outline_streaming(op, captured, ctx_type, body_fn, stream)
         work = b.mul(trip, I64(_weight(op)))
@@ -760,14 +760,16 @@ class FunctionTranslator:
         else:
             eb.ret(sub.error_phi)
 
-    def _outline(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type) -> ir.Function:
+    def _outline(self, op: scf.ParallelOp, captured: list[SSAValue], ctx_type,
+                 copied: tuple[SSAValue, SSAValue] | None = None) -> ir.Function:
+        """The loop's body as a function of (context, lo, hi); `copied`: the loop copies the
+        first buffer into the second (_copy_loop), and memmove does it."""
         self.outlined += 1
         sub = self._outlined_function(f"{self.fn.name}.par{self.outlined}", captured, ctx_type)
         fn, b = sub.fn, sub.b
         ctx, lo, hi = fn.args
         step = self.v(op.step[0])
-        copied = _copy_loop(op)
-        if copied is not None and isinstance(step, ir.Constant) and step.constant == 1:
+        if copied is not None:
             # a copy (passes/copies_to_loops.py): libc's memmove of the range is faster than
             # the loop LLVM makes of it
             src, dst = sub.env[copied[0]], sub.env[copied[1]]
@@ -1127,7 +1129,7 @@ def _weight(op: scf.ParallelOp) -> int:
     return 1 + TRANSCENDENTAL_WEIGHT * sum(type(o) in LIBM or type(o) in LIBM2 for o in op.body.walk())
 
 
-def _copy_loop(op: scf.ParallelOp) -> tuple[SSAValue, SSAValue] | None:
+def _copy_loop(op: scf.ParallelOp, inside: set) -> tuple[SSAValue, SSAValue] | None:
     """(source, destination) when the loop's body is `dst[i] = src[i]` on 1-d buffers of one
     element type made outside it, else None. (A parallel loop's iterations cannot depend on
     each other, so the two can only be one buffer or none of each other: memmove holds.)"""
@@ -1137,7 +1139,6 @@ def _copy_loop(op: scf.ParallelOp) -> tuple[SSAValue, SSAValue] | None:
         return None
     load, store = ops[0], ops[1]
     iv = op.body.block.args[0]
-    inside = _defined_inside(op)
     if store.value != load.res or list(load.indices) != [iv] or list(store.indices) != [iv] \
             or load.memref in inside or store.memref in inside \
             or load.memref.type.element_type != store.memref.type.element_type:

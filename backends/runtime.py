@@ -25,6 +25,7 @@ import os
 import llvmlite.ir as ir
 
 from irkit.backends import jit, thread_pool
+from irkit.backends.thread_pool import declare, internal_global
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -32,17 +33,6 @@ HEADER = 64
 LARGE = 1 << 20
 SLOTS = 32
 MADV_HUGEPAGE = 14
-
-
-def _declare(m: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-    return m.globals.get(name) or ir.Function(m, ir.FunctionType(ret, args), name)
-
-
-def _global(m: ir.Module, name: str, ty: ir.Type) -> ir.GlobalVariable:
-    g = ir.GlobalVariable(m, ty, name)
-    g.initializer = ir.Constant(ty, None)
-    g.linkage = "internal"
-    return g
 
 
 def _lock(b: ir.IRBuilder, fn: ir.Function, lock: ir.GlobalVariable) -> None:
@@ -61,14 +51,14 @@ def _unlock(b: ir.IRBuilder, lock: ir.GlobalVariable) -> None:
 
 def build_module(limit: int) -> ir.Module:
     m = ir.Module(name="irkit_runtime")
-    aligned_alloc = _declare(m, "aligned_alloc", PTR, [I64, I64])
-    malloc = _declare(m, "malloc", PTR, [I64])
-    free = _declare(m, "free", ir.VoidType(), [PTR])
-    madvise = _declare(m, "madvise", I32, [PTR, I64, I32])
-    lock = _global(m, "irkit_pool_lock", I32)
-    caps = _global(m, "irkit_pool_caps", ir.ArrayType(I64, SLOTS))
-    ptrs = _global(m, "irkit_pool_ptrs", ir.ArrayType(PTR, SLOTS))
-    cached = _global(m, "irkit_pool_bytes", I64)
+    aligned_alloc = declare(m, "aligned_alloc", PTR, [I64, I64])
+    malloc = declare(m, "malloc", PTR, [I64])
+    free = declare(m, "free", ir.VoidType(), [PTR])
+    madvise = declare(m, "madvise", I32, [PTR, I64, I32])
+    lock = internal_global(m, "irkit_pool_lock", I32)
+    caps = internal_global(m, "irkit_pool_caps", ir.ArrayType(I64, SLOTS))
+    ptrs = internal_global(m, "irkit_pool_ptrs", ir.ArrayType(PTR, SLOTS))
+    cached = internal_global(m, "irkit_pool_bytes", I64)
 
     # -- irkit_alloc ----------------------------------------------------------------
     fn = ir.Function(m, ir.FunctionType(PTR, [I64]), "irkit_alloc")
@@ -176,7 +166,7 @@ def build_module(limit: int) -> ir.Module:
     thread_pool.build(m)
 
     # -- irkit_capsule_free -------------------------------------------------------------
-    get_ptr = _declare(m, "PyCapsule_GetPointer", PTR, [PTR, PTR])
+    get_ptr = declare(m, "PyCapsule_GetPointer", PTR, [PTR, PTR])
     irkit_free = m.globals["irkit_free"]
     fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR]), "irkit_capsule_free")
     b = ir.IRBuilder(fn.append_basic_block())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ir
 from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import MemRefType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import SSAValue
 
 LINE = 64  # bytes of a cache line, and of the widest (AVX-512) vector store
 MAX_UNROLLED = 512  # ops in the unrolled block: bounds the compile time a kernel adds
@@ -59,9 +59,10 @@ class Streamable:
         return LINE // self.element_bytes
 
 
-def streamable(op: scf.ParallelOp, element_bytes) -> Streamable | None:
-    """Whether `op` (a 1-d, unit-step parallel loop) is an elementwise loop whose stores
-    can stream; `element_bytes(memref type)` gives a buffer's element size in memory."""
+def streamable(op: scf.ParallelOp, inside: set, element_bytes) -> Streamable | None:
+    """Whether `op` (a 1-d, unit-step parallel loop; `inside`: the values its body defines)
+    is an elementwise loop whose stores can stream; `element_bytes(memref type)` gives a
+    buffer's element size in memory."""
     block = op.body.block
     iv = block.args[0]
     stores: list[memref.StoreOp] = []
@@ -69,13 +70,13 @@ def streamable(op: scf.ParallelOp, element_bytes) -> Streamable | None:
     ops = list(block.ops)
     for o in ops:
         if isinstance(o, memref.StoreOp):
-            if not _flat_at(o.memref, o.indices, iv, op):
+            if not _flat_at(o.memref, o.indices, iv, inside):
                 return None
             stores.append(o)
         elif isinstance(o, memref.LoadOp):
-            if _flat_at(o.memref, o.indices, iv, op):
+            if _flat_at(o.memref, o.indices, iv, inside):
                 continue
-            if _outside(o.memref, op) and all(_outside(i, op) for i in o.indices):
+            if o.memref not in inside and not any(i in inside for i in o.indices):
                 invariant_reads.add(o.memref)
                 continue
             return None
@@ -95,20 +96,10 @@ def streamable(op: scf.ParallelOp, element_bytes) -> Streamable | None:
     return Streamable(tuple(stores), size)
 
 
-def _outside(value: SSAValue, loop: Operation) -> bool:
-    owner = value.owner
-    op = owner if isinstance(owner, Operation) else owner.parent_op()
-    while op is not None:
-        if op is loop:
-            return False
-        op = op.parent_op()
-    return True
-
-
-def _flat_at(buffer: SSAValue, indices, iv: SSAValue, loop: Operation) -> bool:
+def _flat_at(buffer: SSAValue, indices, iv: SSAValue, inside: set) -> bool:
     """`buffer[iv]` on a 1-d buffer made outside the loop."""
     return (isinstance(buffer.type, MemRefType) and len(buffer.type.get_shape()) == 1
-            and len(indices) == 1 and indices[0] == iv and _outside(buffer, loop))
+            and len(indices) == 1 and indices[0] == iv and buffer not in inside)
 
 
 def store_alignment(k: int, element_bytes: int) -> int:

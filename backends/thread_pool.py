@@ -37,11 +37,13 @@ SEQ = "seq_cst"
 LINE_I64 = 8  # one chunk counter per cache line
 
 
-def _declare(m: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+def declare(m: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    """A C function of the runtime module, declared once."""
     return m.globals.get(name) or ir.Function(m, ir.FunctionType(ret, args), name)
 
 
-def _global(m: ir.Module, name: str, ty: ir.Type, align: int | None = None) -> ir.GlobalVariable:
+def internal_global(m: ir.Module, name: str, ty: ir.Type, align: int | None = None) -> ir.GlobalVariable:
+    """A zeroed internal global of the runtime module (its mutable state)."""
     g = ir.GlobalVariable(m, ty, name)
     g.initializer = ir.Constant(ty, None)
     g.linkage = "internal"
@@ -73,14 +75,14 @@ def _callable(value, fnty: ir.FunctionType):
 def build(m: ir.Module) -> None:
     """Add irkit_parallel_for and its workers to the runtime module `m`."""
     body_t = ir.FunctionType(I32, [PTR, I64, I64])
-    lib = {name: _declare(m, name, ret, args) for name, ret, args in (
+    lib = {name: declare(m, name, ret, args) for name, ret, args in (
         ("pthread_mutex_init", I32, [PTR, PTR]), ("pthread_mutex_lock", I32, [PTR]),
         ("pthread_mutex_unlock", I32, [PTR]), ("pthread_cond_init", I32, [PTR, PTR]),
         ("pthread_cond_wait", I32, [PTR, PTR]), ("pthread_cond_broadcast", I32, [PTR]),
         ("pthread_create", I32, [PTR, PTR, PTR, PTR]), ("pthread_detach", I32, [I64]),
         ("getpid", I32, []))}
     sync = ir.ArrayType(I8, SYNC_BYTES)
-    g = {name: _global(m, f"irkit_pool_{name}", ty, align) for name, ty, align in (
+    g = {name: internal_global(m, f"irkit_pool_{name}", ty, align) for name, ty, align in (
         ("mutex", sync, 64), ("wake", sync, 64), ("finished", sync, 64),
         ("busy", I32, None), ("pid", I32, None), ("workers", I64, None), ("generation", I64, None),
         ("body", PTR, None), ("ctx", PTR, None), ("lb", I64, None), ("ub", I64, None),

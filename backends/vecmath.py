@@ -20,7 +20,8 @@ Each is the classic construction (Cody and Waite's range reduction, then a polyn
 - sin, cos: fdlibm's (below): for |x| < 2^19 pi/2 straight-line code, beyond it libm's own
   (whose reduction needs hundreds of bits of pi). A loop cannot widen a branch to a call,
   so these carry a vector variant of irkit's own, as libmvec's functions carry theirs: the
-  straight-line code on every lane, then libm for the lanes past the limit, if any.
+  straight-line code on every lane, and libm's answer in the lanes past the limit when a
+  vector holds any (libm then runs on each of its lanes, a rare and correct slow path).
 
 NaN, infinities, zeros, overflow and underflow give what libm gives. Their error against
 numpy over the whole range, measured in ulp by tests/test_vecmath.py: at most 2 ulp (log1p 3;
@@ -108,6 +109,12 @@ class _Emitter:
         return self.b.fcmp_unordered(op, a, b) if op == "uno" else self.b.fcmp_ordered(op, a, b)
 
 
+def _exponent(e: _Emitter, x):
+    """The biased exponent field of x."""
+    p = e.p
+    return e.b.and_(e.b.lshr(e.b.bitcast(x, p.int), e.i(p.mantissa_bits)), e.i(p.exponent_mask))
+
+
 def _exp(e: _Emitter, x):
     p, b = e.p, e.b
     clamped = e.intrinsic("llvm.minnum", [e.intrinsic("llvm.maxnum", [x, e.c(p.exp_min)]), e.c(p.exp_max)])
@@ -133,7 +140,7 @@ def _log(e: _Emitter, x):
     subnormal = e.fcmp("<", x, e.c(p.smallest_normal))
     scaled = e.select(subnormal, b.fmul(x, e.c(2.0 ** p.mantissa_bits)), x)
     bits = b.bitcast(scaled, p.int)
-    exponent = b.sub(b.and_(b.lshr(bits, e.i(p.mantissa_bits)), e.i(p.exponent_mask)), e.i(p.bias))
+    exponent = b.sub(_exponent(e, scaled), e.i(p.bias))
     exponent = b.sub(exponent, e.select(subnormal, e.i(p.mantissa_bits), e.i(0)))
     m = b.bitcast(b.or_(b.and_(bits, e.i((1 << p.mantissa_bits) - 1)), e.i(p.one_bits)), p.ty)  # [1, 2)
     big = e.fcmp(">", m, e.c(math.sqrt(2.0)))
@@ -199,11 +206,6 @@ _SIN = [-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.984126982985
         2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10]
 _COS = [4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
         -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11]
-
-
-def _exponent(e: _Emitter, x):
-    """The biased exponent field of a float64."""
-    return e.b.and_(e.b.lshr(e.b.bitcast(x, e.p.int), e.i(52)), e.i(0x7FF))
 
 
 def _reduce_pio2(e: _Emitter, x):
@@ -295,8 +297,8 @@ def reduced_function(module: ir.Module, name: str, ty: ir.Type, vector: tuple[st
     """`irkit_vm_<name>[f]`: sin or cos by the path above, libm's beyond REDUCED_LIMIT. With
     `vector` (the host's vector ISA letter and width in bits, as the vector function ABI
     names them) it carries a vector variant of its own (`..._v<lanes>`, appended to `keep`
-    so that it lives until the loop vectorizer calls it), whose lanes past the limit call
-    libm one by one, only when there are any."""
+    so that it lives until the loop vectorizer calls it), which calls libm lane by lane only
+    for a vector with a lane past the limit."""
     cname = f"irkit_vm_{name}{'f' if ty == F32 else ''}"
     fn = module.globals.get(cname)
     if fn is not None:
