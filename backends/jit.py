@@ -435,7 +435,7 @@ def split_module(text: str, parts: int) -> list[str]:
     # would not be inlined, or would lose its vector variant, and the loop that makes it
     # would not vectorise
     def helper(f: list[str]) -> bool:
-        return " alwaysinline" in f[0] or f" @{vecmath.PREFIX}" in f[0]
+        return " alwaysinline" in f[0] or f'@"{vecmath.PREFIX}' in f[0] or f" @{vecmath.PREFIX}" in f[0]
     inlined = [f for f in functions if helper(f)]
     functions = [f for f in functions if not helper(f)]
     weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
@@ -481,17 +481,20 @@ def _declaration(define: str) -> str:
 
 # -- the on-disk cache of machine code -------------------------------------------------------
 # One file per key (sha256 of the IR text, the optimisation level, the CPU's name and features,
-# and the versions of irkit and llvmlite), written to a temporary name and renamed into place:
+# irkit's version and source, and llvmlite's version), written to a temporary name and renamed into place:
 # processes share the cache without a lock, and a reader sees a whole object or none.
 
 @functools.lru_cache(maxsize=None)
 def _host_signature() -> bytes:
-    """What the machine code depends on besides the IR (asked once per process)."""
+    """What the machine code depends on besides the IR (asked once per process): irkit's
+    source too, since this module's splitting and pass settings shape the code of an
+    unchanged text."""
     import llvmlite
 
     from irkit import __version__
-    parts = (__version__, llvmlite.__version__, llvm.llvm_version_info, llvm.get_host_cpu_name(),
-             llvm.get_host_cpu_features().flatten())
+    from irkit.compile_cache import compiler_fingerprint
+    parts = (__version__, compiler_fingerprint(), llvmlite.__version__, llvm.llvm_version_info,
+             llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
     return "\0".join(map(str, parts)).encode()
 
 

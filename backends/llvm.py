@@ -260,19 +260,25 @@ class Translator:
                 from irkit.backends import jit
                 return vecmath.reduced_function(self.llmod, name, ty, jit.host_vector_isa(), self.out.vector_decls)
         cname = name + ("f" if ty == F32 else "")
-        fn = self.llmod.globals.get(cname)
+        own = self.vector_isa is not None and name in vecmath.SCALAR_TAILS and ty in (F32, F64)
+        fn = self.llmod.globals.get(f"{vecmath.PREFIX}{cname}_scalar" if own else cname)
         if fn is not None:
             return fn
-        fn = ir.Function(self.llmod, ir.FunctionType(ty, [ty] * nargs), cname)
-        fn.attributes.add("nounwind")
-        fn.attributes.add("readnone")
+        if own:  # libmvec for a loop's vector body, irkit's form for its scalar remainder
+            fn = vecmath.function(self.llmod, name, ty, inline=False)
+        else:
+            fn = ir.Function(self.llmod, ir.FunctionType(ty, [ty] * nargs), cname)
+            fn.attributes.add("nounwind")
+            fn.attributes.add("readnone")
         if self.vector_isa is not None:
             isa, bits = self.vector_isa
             lanes = bits // (32 if ty == F32 else 64)
             vname = f"_ZGV{isa}N{lanes}{'v' * nargs}_{cname}"
             vty = ir.VectorType(ty, lanes)
             vfn = ir.Function(self.llmod, ir.FunctionType(vty, [vty] * nargs), vname)
-            set.add(fn.attributes, f'"vector-function-abi-variant"="{vname}({vname})"')
+            # the mangled name repeats the scalar function's, which LLVM checks
+            mangled = f"_ZGV{isa}N{lanes}{'v' * nargs}_{fn.name}"
+            set.add(fn.attributes, f'"vector-function-abi-variant"="{mangled}({vname})"')
             self.out.vector_decls.append(vfn)
         return fn
 

@@ -72,6 +72,35 @@ def test_always_inlined_helpers_are_defined_in_every_part():
         assert 'declare i64 @"helper"' not in p
 
 
+def test_math_helpers_that_are_not_inlined_are_defined_in_every_part():
+    """vecmath's helpers that are never inlined (sin and cos with their vector variant, a
+    tanh loop's scalar remainder) are copied whole too, named as llvmlite prints them: a
+    declaration would lose the vector variant that lets the calling loop vectorise."""
+    helper = ['define internal i64 @"irkit_vm_tanhf_scalar"(i64 %".1") noinline nounwind readnone', "{",
+              "entry:", '  %"h" = mul i64 %".1", 3', '  ret i64 %"h"', "}"]
+    parts = jit.split_module(_module(4, 600, extra="\n".join(helper)), 2)
+    assert len(parts) == 2
+    for p in parts:
+        assert p.count('define internal i64 @"irkit_vm_tanhf_scalar"') == 1
+        assert 'declare i64 @"irkit_vm_tanhf_scalar"' not in p
+
+
+def test_machine_code_is_keyed_by_the_compiler_source_too(monkeypatch, tmp_path):
+    """An edit of the backend that leaves a function's LLVM IR as it was (how it splits,
+    which passes run) must not load the machine code the old backend made."""
+    from irkit import compile_cache
+    monkeypatch.setattr(ik.config, "cache_dir", str(tmp_path))
+    jit._host_signature.cache_clear()
+    before = jit.object_key("define void @f() {\nret void\n}")
+    monkeypatch.setattr(compile_cache, "compiler_fingerprint", lambda: "edited")
+    jit._host_signature.cache_clear()
+    try:
+        assert jit.object_key("define void @f() {\nret void\n}") != before
+    finally:
+        monkeypatch.undo()
+        jit._host_signature.cache_clear()
+
+
 def test_small_modules_and_mutable_globals_stay_whole():
     assert jit.split_module(_module(4, 5), 2) == [_module(4, 5)]
     state = '@"counter" = internal global i64 0'

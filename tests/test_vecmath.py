@@ -132,3 +132,29 @@ def test_the_loops_vectorise_and_call_no_libm(no_libmvec):
     x = np.linspace(-3, 3, 1001, dtype=np.float32)
     want = np.exp(-x * x) * np.tanh(x) + np.log(x * x + 1) + np.log(x * x + 0.5)
     np.testing.assert_allclose(f(x), want, rtol=2e-6, atol=2e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_tanh_with_libmvec_runs_its_remainder_through_irkits_form(dtype, monkeypatch, tmp_path):
+    """With libmvec, a tanh loop's vector body calls libmvec and its scalar remainder
+    irkit's form (glibc's scalar tanhf goes through expm1f, 3x slower): every length from 1
+    to 40, so that each element is once in a remainder, agrees with numpy within 2 ulp."""
+    if jit.vector_isa() is None:
+        pytest.skip("this host has no libmvec")
+    monkeypatch.setattr(ik.config, "cache_dir", str(tmp_path))
+    v = ik.vector("x", dtype=np.dtype(dtype).name)
+    f = ik.function([v], ik.tanh(v))
+    llvm_ir = f.ir("llvm")
+    suffix = "f" if dtype == np.float32 else ""
+    assert re.search(rf"call (fast )?<\d+ x (float|double)> @_ZGV\w+_tanh{suffix}\(", llvm_ir)
+    assert re.search(rf"call (fastcc )?(float|double) @irkit_vm_tanh{suffix}_scalar\(", llvm_ir)
+    assert not re.search(rf"call .*@tanh{suffix}\(", llvm_ir)
+    x = _inputs("tanh", dtype)[::997]
+    for n in range(1, 41):
+        chunk = np.resize(x, n) * (1 + n / 40)
+        assert _ulp_error(f(chunk), chunk, np.tanh, dtype).max() <= 2, n
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -20.0, 0.625], dtype)
+    got = f(special)
+    np.testing.assert_array_equal(np.signbit(got[:4]), np.signbit(np.tanh(special[:4])))
+    np.testing.assert_array_equal(got[[0, 1, 2, 3, 6]], np.tanh(special[[0, 1, 2, 3, 6]]))
+    assert np.isnan(got[4])
