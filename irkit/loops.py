@@ -152,8 +152,13 @@ class EqualDims:
         self._parent: dict[Block, dict[object, object]] = {}
 
     def _find(self, parent: dict, x: object) -> object:
+        # path halving: chains of unions stay short (a graph of 10,000 ops makes thousands)
         while x in parent:
-            x = parent[x]
+            up = parent[x]
+            if up not in parent:
+                return up
+            parent[x] = parent[up]
+            x = parent[up]
         return x
 
     def union(self, a: object, b: object, block: Block) -> None:

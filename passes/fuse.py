@@ -156,15 +156,29 @@ def is_cheap(op: Operation) -> bool:
 
 
 class Group:
-    """A kernel being planned: its roots (outputs), its members, the shape of its roots."""
+    """A kernel being planned: its roots (outputs), its members, the shape of its roots, and
+    its inputs (the ops outside it whose values its members read), kept as members join so
+    that the cycle check of a merge starts from them without walking every member."""
 
-    __slots__ = ("roots", "members", "shape", "parent")
+    __slots__ = ("roots", "members", "inputs", "shape", "parent")
 
     def __init__(self, root: Operation, shape: list) -> None:
         self.roots = [root]
         self.members = {root}
+        self.inputs = _producers(root) - self.members
         self.shape = shape
         self.parent: Group = self
+
+    def add(self, op: Operation) -> None:
+        self.members.add(op)
+        self.inputs.discard(op)
+        self.inputs |= _producers(op) - self.members
+
+    def absorb(self, other: "Group") -> None:
+        other.parent = self
+        self.roots += other.roots
+        self.members |= other.members
+        self.inputs = (self.inputs | other.inputs) - self.members
 
     def find(self) -> "Group":
         g = self
@@ -201,15 +215,22 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
         """Whether merging `target` (and `extra`) into one kernel makes a cycle: an input of
         the merged kernel computed, through other kernels or ops, from one of its own values.
         (Ops not yet visited come before `at` and cannot depend on any kernel.)"""
-        members = set().union(*(g.members for g in target))
+        groups = list(target)
+        if len(groups) == 1:
+            members = groups[0].members
+
+            def inside(op: Operation) -> bool:
+                return op is extra or op in members
+        else:
+            def inside(op: Operation) -> bool:
+                return op is extra or any(op in g.members for g in groups)
+        stack = [op for g in target for op in g.inputs if not inside(op)]
         if extra is not None:
-            members.add(extra)
-        stack = [v.owner for m in members for v in m.operands
-                 if isinstance(v.owner, Operation) and v.owner not in members]
+            stack += [op for op in _producers(extra) if not inside(op)]
         seen: set = set()
         while stack:
             op = stack.pop()
-            if op in members:
+            if inside(op):
                 return True
             if op in seen or index.get(op, -1) <= at:
                 continue
@@ -217,10 +238,11 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             group = root_group.get(op)
             if group is not None:  # another kernel: it depends on its own inputs
                 group = group.find()
-                stack.extend(v.owner for m in group.members for v in m.operands
-                             if isinstance(v.owner, Operation) and v.owner not in group.members)
+                if group not in seen:
+                    seen.add(group)
+                    stack.extend(group.inputs)
             else:
-                stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
+                stack.extend(_producers(op))
         return False
 
     def try_merge(target: set[Group], at: int, extra: Operation | None = None) -> Group | None:
@@ -233,9 +255,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             return None
         main = gs[0]
         for g in gs[1:]:
-            g.parent = main
-            main.roots += g.roots
-            main.members |= g.members
+            main.absorb(g)
         return main
 
     def join_as_output(op: Operation, data: list, cheap: bool) -> bool:
@@ -263,7 +283,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             group = try_merge(target, index[op], extra=op)
             if group is not None:
                 group.roots.append(op)
-                group.members.add(op)
+                group.add(op)
                 groups_of[op] = {group}
                 root_group[op] = group
                 return True
@@ -310,7 +330,7 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
         if ok:
             groups_of[op] = set(target)
             for g in target:
-                g.members.add(op)
+                g.add(op)
             if shape_only:
                 standalone.add(op)
             continue
@@ -324,6 +344,10 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
     for g in final:
         g.roots.sort(key=index.__getitem__)
     return sorted(final, key=lambda g: index[g.roots[-1]]), standalone
+
+
+def _producers(op: Operation) -> set[Operation]:
+    return {v.owner for v in op.operands if isinstance(v.owner, Operation)}
 
 
 def _feeds_only_products(op: I.TransposeOp) -> bool:
