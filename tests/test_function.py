@@ -692,3 +692,29 @@ def test_each_thread_builds_into_its_own_context():
     finally:
         sys.setswitchinterval(old)
     assert not errors, errors[:3]
+
+
+def test_a_compile_collects_garbage_less_often_and_restores_the_thresholds(monkeypatch):
+    """While a compile runs the cyclic collector's thresholds are raised (its millions of
+    short-lived objects were walked again and again); the caller's come back afterwards,
+    also when the compile fails."""
+    F = sys.modules["irkit.function"]  # (ik.function the function shadows the module)
+    seen = []
+    compile_ = F.Function._compile
+
+    def recording(self, module):
+        seen.append(gc.get_threshold())
+        return compile_(self, module)
+    monkeypatch.setattr(F.Function, "_compile", recording)
+    saved = gc.get_threshold()
+    gc.set_threshold(500, 7, 7)
+    try:
+        x = ik.vector("x")
+        ik.function([x], x * 2)
+        assert seen == [F.COMPILE_GC_THRESHOLDS]
+        assert gc.get_threshold() == (500, 7, 7)
+        with pytest.raises(ik.ShapeError):
+            ik.function([x], x + ik.constant(np.ones(3)) + ik.constant(np.ones(4)))
+        assert gc.get_threshold() == (500, 7, 7)
+    finally:
+        gc.set_threshold(*saved)
