@@ -3,7 +3,7 @@
     tensor:  sink-branches, stabilize, autodiff, canonicalize, constant-fold, stabilize, canonicalize, cse,
              dce, scan-keep-last, sink-branches
     fused:   decompose, canonicalize, cse, gemm-epilogue, fuse   (no gemm-epilogue for a GPU)
-    loops:   bufferize, lower-to-loops, hoist-allocs
+    loops:   bufferize, lower-to-loops, copies-to-loops, block-reductions, hoist-allocs
 
 `DEFAULT` is what `ik.function` runs for the CPU (`irkit-opt -p default`).
 """
@@ -29,7 +29,7 @@ STAGES = {
     "tensor": ["sink-branches", "stabilize", "autodiff", "canonicalize", "constant-fold", "stabilize",
                "canonicalize", "cse", "dce", "scan-keep-last", "sink-branches"],
     "fused": ["decompose", "canonicalize", "cse", "gemm-epilogue", "fuse"],
-    "loops": ["bufferize", "lower-to-loops", "copies-to-loops", "hoist-allocs"],
+    "loops": ["bufferize", "lower-to-loops", "copies-to-loops", "block-reductions", "hoist-allocs"],
 }
 DEFAULT = [p for stage in STAGES.values() for p in stage]
 # for a GPU: every product is a library call or a tiled kernel, never loops in one thread, and

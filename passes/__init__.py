@@ -17,6 +17,7 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
     from xdsl.transforms.dead_code_elimination import DeadCodeElimination
 
     from irkit.passes.autodiff import AutodiffPass
+    from irkit.passes.block_reductions import BlockReductionsPass
     from irkit.passes.bufferize import BufferizePass
     from irkit.passes.canonicalize import CanonicalizePass
     from irkit.passes.constant_fold import ConstantFoldPass
@@ -33,7 +34,8 @@ def _passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
     classes = [AutodiffPass, CanonicalizePass, ConstantFoldPass, StabilizePass, CommonSubexpressionElimination,
                DeadCodeElimination, DecomposePass, FusePass, BufferizePass, LowerToLoopsPass, SinkBranchesPass,
-               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass, GemmEpiloguePass, CopiesToLoopsPass]
+               ScanKeepLastPass, HoistAllocsPass, ParallelReductionsPass, GemmEpiloguePass, CopiesToLoopsPass,
+               BlockReductionsPass]
     return {cls.name: (lambda cls=cls: cls) for cls in classes}
 
 

@@ -4,6 +4,8 @@ softmax, log_softmax and logsumexp (stable for huge logits); ddof."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.special
@@ -339,3 +341,67 @@ def test_integer_mean_accumulates_in_float():
     got = f(iv, mv)
     for g, w in zip(got, [iv.mean(), mv.mean(axis=0), np.var(iv), np.std(iv)]):
         assert_matches(g, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_full_reductions_in_blocks_across_their_boundaries(dtype, rng, failures):
+    """A full reduction runs as blocks of BLOCK elements (passes/block_reductions.py), their
+    partial results combined in block order, then the rest: sizes on either side of one
+    and two blocks' worth, 1-d and 2-d (a block holds whole rows), against numpy; an
+    integer sum wraps as numpy's does."""
+    from irkit.passes.block_reductions import BLOCK
+    x = ik.vector("x", dtype=dtype)
+    m = ik.matrix("m", dtype=dtype)
+    f = ik.function([x, m], [x.sum(), x.max(), x.min(), m.sum(), m.max(), (x % 3 + 1).prod() if "int" in dtype
+                             else ik.exp(x * 1e-3).prod()])
+    assert f.ir("loops").count("scf.parallel") >= 6  # one a reduction
+    for n in (1, BLOCK - 1, BLOCK, 2 * BLOCK - 1, 2 * BLOCK, 2 * BLOCK + 1, 5 * BLOCK + 7):
+        if "int" in dtype:
+            xv = rng.integers(-2 ** 20, 2 ** 20, n).astype(dtype)
+        else:
+            xv = rng.standard_normal(n).astype(dtype)
+        rows = max(1, n // 3000)
+        mv = np.resize(xv, (rows, 3001))
+        if "int" in dtype:
+            wants = [xv.sum(), xv.max(), xv.min(), mv.sum(), mv.max(), (xv % 3 + 1).prod()]
+        else:  # float32 sums accumulate in float64, as irkit's do
+            wants = [xv.sum(dtype=np.float64).astype(dtype), xv.max(), xv.min(),
+                     mv.sum(dtype=np.float64).astype(dtype), mv.max(),
+                     np.exp(xv.astype(np.float64) * 1e-3).prod().astype(dtype)]
+        got = f(xv, mv)
+        for k, (g, w) in enumerate(zip(got, wants)):
+            # a product of n rounded exps: each factor's error adds up
+            rtol = 1e-5 if dtype == "float32" else 1e-12
+            if k == 5 and "float" in dtype:
+                rtol = 4 * float(np.finfo(dtype).eps) * n
+            failures.check(f"output {k} n={n}", assert_matches, g, np.asarray(w), what=f"output {k} n={n}",
+                           rtol=rtol)
+    failures.raise_if_any()
+
+
+def test_a_blocked_sum_is_the_same_number_on_one_thread_and_two(rng, low_parallel_threshold):
+    """The blocks and the order their results combine in depend on the sizes only."""
+    x = ik.vector("x", dtype="float64")
+    old = ik.config.num_threads
+    try:
+        ik.config.num_threads = 1
+        one = ik.function([x], [x.sum(), (ik.sin(x) * x).sum()])
+        ik.config.num_threads = 2
+        two = ik.function([x], [x.sum(), (ik.sin(x) * x).sum()])
+    finally:
+        ik.config.num_threads = old
+    data = rng.standard_normal(300_007) * 1e3
+    for a, b in zip(one(data), two(data)):
+        assert a.tobytes() == b.tobytes()
+    exact = math.fsum(data)
+    assert abs(float(one(data)[0]) - exact) <= 1e-12 * np.abs(data).sum()
+
+
+def test_a_blocked_max_propagates_nan_from_any_block(rng):
+    x = ik.vector("x", dtype="float32")
+    f = ik.function([x], [x.max(), x.min(), x.sum()])
+    data = rng.standard_normal(200_000).astype(np.float32)
+    for at in (0, 70_000, 199_999):  # the first block, a middle one, the rest after the blocks
+        d = data.copy()
+        d[at] = np.nan
+        assert all(np.isnan(v) for v in f(d)), at

@@ -29,11 +29,14 @@ func.func @loss(%x: tensor<?x3xf32>, %w: tensor<3xf32>) -> tensor<f32> {
 // CHECK-NEXT:    [[SUM]] -> [[OUT]] [label="output"];
 // CHECK-NEXT:  }
 
-// At the loops level: memrefs, and loops as clusters holding their bodies.
+// At the loops level: memrefs, and loops as clusters holding their bodies (the sum in
+// blocks: a branch holding the parallel loop over blocks, holding each block's loops).
 // LOOPS:       label="func @loss";
 // LOOPS:       [[X:n[0-9]+]] [label="x\ninput\nfloat32(?, 3)"
 // LOOPS:       subgraph cluster_{{[0-9]+}} {
-// LOOPS-NEXT:    label="scf.for";
+// LOOPS-NEXT:    label="scf.if";
+// LOOPS:         label="scf.parallel";
 // LOOPS:         label="body";
+// LOOPS:         label="scf.for";
 // LOOPS:         memref.load
 // LOOPS:       [[X]] -> n{{[0-9]+}};
