@@ -701,3 +701,21 @@ def test_irkit_opt_expands_ikad_grad(tmp_path):
     Parser(make_context(), out).parse_module()
     xv = np.array([0.3, -1.2, 2.0])
     np.testing.assert_allclose(ik.function([x], ik.grad(cost, x))(xv), np.cos(xv) * xv + np.sin(xv), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_max_gradient_of_a_transcendental_is_one_at_the_argmax(dtype):
+    """max's derivative compares each element with the maximum, and the loops may compute
+    f(x) twice (in the reduction, in the mask): every loop must give the same bits, so libm's
+    vector and scalar forms must split a row at the same places (a remainder run at another
+    vector width gave a NaN or a zero gradient for 92 of these shapes)."""
+    x = ik.matrix("x", dtype=dtype)
+    for fn in (ik.tanh, ik.exp, ik.sin, ik.log1p, ik.sigmoid, ik.log):
+        h = fn(x)
+        g = ik.function([x], [ik.grad(ik.max(h), x), ik.grad(ik.max(h, axis=1).sum(), x),
+                              ik.grad(ik.min(h, axis=0).sum(), x)])
+        for rows, cols in [(3, c) for c in range(1, 70)] + [(17, 5), (17, 37), (1, 129), (5, 100)]:
+            a = np.random.default_rng(cols * 7 + rows).uniform(0.1, 1, (rows, cols)).astype(dtype)
+            got = g(a)
+            for k, (v, ones) in enumerate(zip(got, (1, rows, cols))):
+                assert not np.isnan(v).any() and (v != 0).sum() == ones, (fn.__name__, rows, cols, k)
