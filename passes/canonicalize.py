@@ -200,7 +200,48 @@ def mul_scatter(op):
                 return _scatter_into(s, s.x, scaled.value)
 
 
+def dim_of_operand(op):
+    """dim(f(x, ...), k) -> dim(x, j) when f's shape rule makes that result dim operand x's
+    dim j (an elementwise op's, log_softmax's): the value itself is then no longer needed for
+    its size, so fusion may recompute it where it is read instead of storing it (a dynamic
+    dim broadcasts only when it is a static 1; otherwise the rule's run-time check makes the
+    two equal before anything reads the result)."""
+    from irkit.dialects.ik.base import IkOp
+    from irkit.shapes import Sym, SymbolicDims
+    producer = op.x.owner
+    if not isinstance(producer, IkOp) or isinstance(producer, I.DimOp) or not hasattr(producer, "shape_rule"):
+        return None
+    operands = [v for v in producer.operands if hasattr(v.type, "get_shape")]
+    origin: dict[int, tuple] = {}
+
+    def shape_of(v):
+        dims = []
+        for j, d in enumerate(v.type.get_shape()):
+            if d >= 0:
+                dims.append(d)
+            else:
+                sym = Sym((v, j))
+                origin[id(sym)] = (v, j)
+                dims.append(sym)
+        return dims
+    shapes = {v: shape_of(v) for v in operands}
+    algebra = SymbolicDims(lambda v: shapes[v] if v in shapes else shape_of(v))
+    try:
+        dims = producer.shape_rule(algebra, producer.operands, producer.params)
+        got = algebra.norm(dims[list(producer.results).index(op.x)][op.params.axis])
+    except Exception:  # noqa: BLE001 - a rule that needs more than symbols: leave the dim alone
+        return None
+    if not isinstance(got, Sym):
+        return None
+    for v in operands:
+        for j, sym in enumerate(shapes[v]):
+            if isinstance(sym, Sym) and algebra.norm(sym) is got:
+                return K.dim(var(v), j)
+    return None
+
+
 RULES = [
+    (I.DimOp, dim_of_operand),
     (I.AddOp, add_zero), (I.AddOp, add_neg), (I.AddOp, add_scatter),
     (I.SubOp, sub_zero), (I.SubOp, sub_neg), (I.SubOp, sub_scatter),
     (I.MulOp, mul_one), (I.MulOp, mul_scatter), (I.TrueDivOp, div_one),

@@ -17,6 +17,41 @@ builtin.module {
     func.return %0, %1 : tensor<?x?xf32>, tensor<?x?xf32>
   }
 
+  // dim(f(x), k) -> the operand's dim the shape rule makes it: an elementwise op's result
+  // (a static 1 broadcasts: the column dim comes from %x), log_softmax's; a result dim that
+  // is an operand's static 1 broadcast against a dynamic one is the dynamic one's
+  // (the exp, sub and log_softmax, read for their sizes only, are then dead)
+  // CHECK-LABEL: func.func @dim_of_operand(
+  // CHECK-NEXT:    %[[A:.*]] = ik.dim %x : (tensor<?x?xf32>) -> tensor<i64>
+  // CHECK-NEXT:    %[[B:.*]] = ik.dim %x {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+  // CHECK-NEXT:    %[[C:.*]] = ik.dim %x {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+  // CHECK-NEXT:    %[[D:.*]] = ik.dim %v : (tensor<?xf32>) -> tensor<i64>
+  // CHECK-NEXT:    %[[E:.*]] = ik.dim %x : (tensor<?x?xf32>) -> tensor<i64>
+  // CHECK-NEXT:    func.return %[[A]], %[[B]], %[[C]], %[[D]], %[[E]] :
+  func.func @dim_of_operand(%x: tensor<?x?xf32>, %r: tensor<1x?xf32>, %v: tensor<?xf32>)
+      -> (tensor<i64>, tensor<i64>, tensor<i64>, tensor<i64>, tensor<i64>) {
+    %0 = ik.exp %x : (tensor<?x?xf32>) -> tensor<?x?xf32>
+    %1 = ik.sub %0, %r : (tensor<?x?xf32>, tensor<1x?xf32>) -> tensor<?x?xf32>
+    %2 = ik.log_softmax %1 {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<?x?xf32>
+    %3 = ik.dim %0 : (tensor<?x?xf32>) -> tensor<i64>
+    %4 = ik.dim %1 {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+    %5 = ik.dim %2 {axis = 1 : i64} : (tensor<?x?xf32>) -> tensor<i64>
+    %6 = ik.add %v, %v : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32>
+    %7 = ik.dim %6 : (tensor<?xf32>) -> tensor<i64>
+    %8 = ik.dim %2 : (tensor<?x?xf32>) -> tensor<i64>
+    func.return %3, %4, %5, %7, %8 : tensor<i64>, tensor<i64>, tensor<i64>, tensor<i64>, tensor<i64>
+  }
+
+  // a dim a shape rule does not take from an operand stays (a concatenation's sum of dims)
+  // CHECK-LABEL: func.func @dim_not_of_an_operand(
+  // CHECK:         %[[J:.*]] = ik.concatenate
+  // CHECK:         ik.dim %[[J]]
+  func.func @dim_not_of_an_operand(%x: tensor<?xf32>, %y: tensor<?xf32>) -> tensor<i64> {
+    %0 = ik.concatenate %x, %y {axis = 0 : i64} : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32>
+    %1 = ik.dim %0 : (tensor<?xf32>) -> tensor<i64>
+    func.return %1 : tensor<i64>
+  }
+
   // x - 0 -> x
   // CHECK-LABEL: func.func @sub_zero(
   // CHECK-NOT:     ik.sub
