@@ -310,9 +310,12 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             elif uses:
                 new_root(op)
             continue
+        cheap = is_cheap(op)
+        if _compared_with_its_extremum(op):
+            new_root(op)
+            continue
         target: set[Group] = set()
         ok = True
-        cheap = is_cheap(op)
         for u, i in data:
             gs = groups_of_user(u)
             if gs is None or not edge_legal(op, u, i, shapes, cheap):
@@ -344,6 +347,16 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
     for g in final:
         g.roots.sort(key=index.__getitem__)
     return sorted(final, key=lambda g: index[g.roots[-1]]), standalone
+
+
+def _compared_with_its_extremum(op: Operation) -> bool:
+    """Whether op's value is both reduced by max or min and compared elementwise (max's
+    derivative: x == max(x)). Such a value is stored once and read by both: computed in the
+    reduction's loop and again in the comparison's, a transcendental in it may differ in its
+    last bit (libmvec's vector forms of different widths and libm's scalar one, in loops
+    that split a row differently), and then no element equals the maximum."""
+    users = [u.operation for r in op.results for u in r.uses]
+    return any(isinstance(u, (I.MaxOp, I.MinOp)) for u in users) and any(isinstance(u, CompareOp) for u in users)
 
 
 def _producers(op: Operation) -> set[Operation]:

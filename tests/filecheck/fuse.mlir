@@ -7,6 +7,25 @@
 
 builtin.module {
 
+  // max's derivative compares a value with its maximum: the value is stored by a kernel of
+  // its own and both the reduction and the comparison read those bits (computed twice, a
+  // transcendental may differ in its last bit between two loops)
+  // CHECK-LABEL: func.func @compared_with_its_max(
+  // CHECK-NEXT:    %[[T:.*]] = ikf.kernel ins(%x : tensor<?x?xf32>) {
+  // CHECK-NEXT:    ^{{.*}}(%[[X:.*]]: tensor<?x?xf32>):
+  // CHECK-NEXT:      %[[H:.*]] = ik.tanh %[[X]]
+  // CHECK-NEXT:      ikf.yield %[[H]] : tensor<?x?xf32>
+  // CHECK:         ikf.kernel ins(%[[T]] : tensor<?x?xf32>) {
+  // CHECK:           ik.max
+  // CHECK:           ik.eq
+  func.func @compared_with_its_max(%x: tensor<?x?xf32>) -> tensor<?x?xf32> {
+    %0 = ik.tanh %x : (tensor<?x?xf32>) -> tensor<?x?xf32>
+    %1 = ik.max %0 {axes = array<i64: 1>, keepdims} : (tensor<?x?xf32>) -> tensor<?x1xf32>
+    %2 = ik.eq %0, %1 : (tensor<?x?xf32>, tensor<?x1xf32>) -> tensor<?x?xi1>
+    %3 = ik.cast %2 : (tensor<?x?xi1>) -> tensor<?x?xf32>
+    func.return %3 : tensor<?x?xf32>
+  }
+
   // an elementwise chain (with a broadcast operand) is one kernel
   // CHECK-LABEL: func.func @chain(
   // CHECK-NEXT:    %[[K:.*]] = ikf.kernel ins(%x, %y : tensor<?x3xf32>, tensor<3xf32>) {
