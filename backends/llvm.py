@@ -12,7 +12,9 @@ Conventions of the generated code:
 - `memref.alloc` is the runtime's `irkit_alloc` (64-byte aligned, large blocks
   pooled; see runtime.py), freed by `memref.dealloc`; bool elements are bytes.
 - Transcendentals call libm with their libmvec vector variants attached, so the
-  loop vectorizer calls `_ZGVdN8v_expf` and friends (notes/llvmlite-cpu.md).
+  loop vectorizer calls `_ZGVeN16v_expf` and friends (notes/llvmlite-cpu.md), and the
+  narrower ones (`_ZGVdN8v_expf`) in a loop's vectorised remainder; tanh's scalar
+  remainder is irkit's own (backends/vecmath.py, SCALAR_TAILS).
 - `func.call @irkit_gemm_f32/f64` calls the runtime's function of that name (small products
   as loops, larger ones BLAS); `@irkit_blas_gemm_*` and `@irkit_gemv_*` call the BLAS's
   sgemm/dgemm and sgemv/dgemv (Fortran ABI).
@@ -271,16 +273,27 @@ class Translator:
             fn.attributes.add("nounwind")
             fn.attributes.add("readnone")
         if self.vector_isa is not None:
-            isa, bits = self.vector_isa
-            lanes = bits // (32 if ty == F32 else 64)
-            vname = f"_ZGV{isa}N{lanes}{'v' * nargs}_{cname}"
-            vty = ir.VectorType(ty, lanes)
-            vfn = ir.Function(self.llmod, ir.FunctionType(vty, [vty] * nargs), vname)
-            # the mangled name repeats the scalar function's, which LLVM checks
-            mangled = f"_ZGV{isa}N{lanes}{'v' * nargs}_{fn.name}"
-            set.add(fn.attributes, f'"vector-function-abi-variant"="{mangled}({vname})"')
-            self.out.vector_decls.append(vfn)
+            variants = []
+            for isa, bits in _narrower(self.vector_isa):
+                lanes = bits // (32 if ty == F32 else 64)
+                vname = f"_ZGV{isa}N{lanes}{'v' * nargs}_{cname}"
+                vty = ir.VectorType(ty, lanes)
+                vfn = ir.Function(self.llmod, ir.FunctionType(vty, [vty] * nargs), vname)
+                # the mangled name repeats the scalar function's, which LLVM checks
+                variants.append(f"_ZGV{isa}N{lanes}{'v' * nargs}_{fn.name}({vname})")
+                self.out.vector_decls.append(vfn)
+            set.add(fn.attributes, f'"vector-function-abi-variant"="{",".join(variants)}"')
         return fn
+
+
+def _narrower(isa: tuple[str, int]) -> list[tuple[str, int]]:
+    """The host's libmvec ISA and the narrower x86 ones it also runs: a loop vectorised at
+    the widest vector finishes its remainder with a narrower one (AVX-512: 16 floats, then 8
+    and 4), each calling libmvec's variant of that width."""
+    order = [("e", 512), ("d", 256), ("b", 128)]
+    if isa not in order:
+        return [isa]
+    return order[order.index(isa):]
 
 
 class FunctionTranslator:

@@ -149,6 +149,9 @@ def test_tanh_with_libmvec_runs_its_remainder_through_irkits_form(dtype, monkeyp
     assert re.search(rf"call (fast )?<\d+ x (float|double)> @_ZGV\w+_tanh{suffix}\(", llvm_ir)
     assert re.search(rf"call (fastcc )?(float|double) @irkit_vm_tanh{suffix}_scalar\(", llvm_ir)
     assert not re.search(rf"call .*@tanh{suffix}\(", llvm_ir)
+    if jit.vector_isa() == ("e", 512):  # the remainder's first part at half the width
+        assert re.search(rf"call (fast )?<{8 if dtype == np.float32 else 4} x \w+> @_ZGVdN\d+v_tanh{suffix}\(",
+                         llvm_ir)
     x = _inputs("tanh", dtype)[::997]
     for n in range(1, 41):
         chunk = np.resize(x, n) * (1 + n / 40)
