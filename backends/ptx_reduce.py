@@ -41,28 +41,14 @@ def combiner(region) -> Operation:
     return ops[0]
 
 
-def _int_limits(ty: ir.IntType) -> tuple[int, int, int]:
-    w = ty.width
-    return -(1 << (w - 1)), (1 << (w - 1)) - 1, (1 << w) - 1
-
-
 def identity(op: Operation, ty: ir.Type) -> ir.Constant:
     """The neutral element of `op`: what idle lanes and threads contribute."""
-    t = type(op)
-    if t is arith.AddfOp:
-        return ir.Constant(ty, 0.0)
-    if t is arith.MulfOp:
-        return ir.Constant(ty, 1.0)
-    if t is arith.MaximumfOp:
-        return ir.Constant(ty, float("-inf"))
-    if t is arith.MinimumfOp:
-        return ir.Constant(ty, float("inf"))
-    lo, hi, ones = _int_limits(ty)
-    value = {arith.AddiOp: 0, arith.OrIOp: 0, arith.XOrIOp: 0, arith.MaxUIOp: 0, arith.MuliOp: 1,
-             arith.MaxSIOp: lo, arith.MinSIOp: hi, arith.MinUIOp: -1, arith.AndIOp: -1}.get(t)
-    if value is None:
-        raise ValueError(f"ptx: no identity for the reduction {op.name}")
-    return ir.Constant(ty, value)
+    from irkit.passes.parallel_reductions import identity_value
+    width = ty.width if isinstance(ty, ir.IntType) else (32 if ty == F32 else 64)
+    try:
+        return ir.Constant(ty, identity_value(op, width))
+    except ValueError as e:
+        raise ValueError(f"ptx: {e}") from None
 
 
 # the folds PTX has as one atomic instruction (with `combiner`'s semantics exactly)

@@ -98,6 +98,16 @@ class Cursor:
         return level(self, 0, [], list(inits))
 
 
+def in_parallel_loop(op: Operation) -> bool:
+    """Whether `op` sits in the body of an `scf.parallel` (a pool thread runs it already)."""
+    parent = op.parent_op()
+    while parent is not None:
+        if isinstance(parent, scf.ParallelOp):
+            return True
+        parent = parent.parent_op()
+    return False
+
+
 def broadcast_index(cursor, ivs: Sequence[SSAValue], dims: Sequence) -> list[SSAValue]:
     """numpy broadcasting of an index into a buffer of `dims`: right-aligned, and a dim
     that is statically 1 is read at 0."""

@@ -33,7 +33,6 @@ do nests whose sizes are known and too small to give two blocks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -43,9 +42,8 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from irkit.loops import Cursor
-from irkit.passes.copies_to_loops import _in_parallel_loop
-from irkit.passes.parallel_reductions import reduction_nest
+from irkit.loops import Cursor, in_parallel_loop
+from irkit.passes.parallel_reductions import identity_value, reduction_nest
 
 # elements of a nest's iteration space per block: a few microseconds of work, so that the
 # thread pool balances hundreds of them, and few enough blocks that combining is nothing
@@ -53,27 +51,16 @@ BLOCK = 1 << 14
 
 
 def _identity(op: Operation, t) -> arith.ConstantOp:
-    """The combination's identity element of type t (-0.0 for a float sum: x + -0.0 is x)."""
+    """The combination's identity element as a constant of type t."""
     if isinstance(t, (builtin.Float32Type, builtin.Float64Type)):
-        value = {arith.AddfOp: -0.0, arith.MulfOp: 1.0, arith.MaximumfOp: -math.inf,
-                 arith.MinimumfOp: math.inf}[type(op)]
-        return arith.ConstantOp(FloatAttr(value, t))
-    width = t.width.data
-    ones, top, bottom = -1, (1 << (width - 1)) - 1, -(1 << (width - 1))
-    value = {arith.AddiOp: 0, arith.MuliOp: 1, arith.MaxSIOp: bottom, arith.MinSIOp: top, arith.MaxUIOp: 0,
-             arith.MinUIOp: ones, arith.AndIOp: ones, arith.OrIOp: 0, arith.XOrIOp: 0}[type(op)]
-    return arith.ConstantOp(IntegerAttr(value, t))
+        return arith.ConstantOp(FloatAttr(identity_value(op, t.bitwidth), t))
+    return arith.ConstantOp(IntegerAttr(identity_value(op, t.width.data), t))
 
 
 def _combined(c: Cursor, combine: Operation, a: SSAValue, b: SSAValue) -> SSAValue:
     clone = combine.clone()
     clone.operands = [a, b]
     return c.emit(clone)
-
-
-def _unit_step(loop: scf.ForOp) -> bool:
-    step = loop.step.owner
-    return isinstance(step, arith.ConstantOp) and isinstance(step.value, IntegerAttr) and step.value.value.data == 1
 
 
 def _static(v: SSAValue) -> int | None:
@@ -96,12 +83,12 @@ def _too_small(loops: list[scf.ForOp]) -> bool:
 
 def blockable(loop: scf.ForOp):
     """The reduction nest of `loop` when this pass rewrites it, else None."""
-    if _in_parallel_loop(loop):
+    if in_parallel_loop(loop):
         return None
     nest = reduction_nest(loop)
     if nest is None or isinstance(loop.iter_args[0].type, IndexType):
         return None
-    if not all(_unit_step(lp) for lp in nest.loops) or _too_small(nest.loops):
+    if any(_static(lp.step) != 1 for lp in nest.loops) or _too_small(nest.loops):
         return None
     return nest
 

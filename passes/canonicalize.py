@@ -212,18 +212,9 @@ def dim_of_operand(op):
     if not isinstance(producer, IkOp) or isinstance(producer, I.DimOp) or not hasattr(producer, "shape_rule"):
         return None
     operands = [v for v in producer.operands if hasattr(v.type, "get_shape")]
-    origin: dict[int, tuple] = {}
 
     def shape_of(v):
-        dims = []
-        for j, d in enumerate(v.type.get_shape()):
-            if d >= 0:
-                dims.append(d)
-            else:
-                sym = Sym((v, j))
-                origin[id(sym)] = (v, j)
-                dims.append(sym)
-        return dims
+        return [d if d >= 0 else Sym((v, j)) for j, d in enumerate(v.type.get_shape())]
     shapes = {v: shape_of(v) for v in operands}
     algebra = SymbolicDims(lambda v: shapes[v] if v in shapes else shape_of(v))
     try:

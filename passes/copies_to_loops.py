@@ -27,16 +27,7 @@ from xdsl.ir import Block, Region
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from irkit.loops import Cursor, flatten
-
-
-def _in_parallel_loop(op) -> bool:
-    parent = op.parent_op()
-    while parent is not None:
-        if isinstance(parent, scf.ParallelOp):
-            return True
-        parent = parent.parent_op()
-    return False
+from irkit.loops import Cursor, flatten, in_parallel_loop
 
 
 def copy_as_loop(op: memref.CopyOp) -> None:
@@ -58,5 +49,5 @@ class CopiesToLoopsPass(ModulePass):
 
     def apply(self, ctx: Context, module: builtin.ModuleOp) -> None:
         for op in list(module.walk()):
-            if isinstance(op, memref.CopyOp) and op.source.type.get_shape() and not _in_parallel_loop(op):
+            if isinstance(op, memref.CopyOp) and op.source.type.get_shape() and not in_parallel_loop(op):
                 copy_as_loop(op)

@@ -310,12 +310,12 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             elif uses:
                 new_root(op)
             continue
-        cheap = is_cheap(op)
         if _compared_with_its_extremum(op):
             new_root(op)
             continue
         target: set[Group] = set()
         ok = True
+        cheap = is_cheap(op)
         for u, i in data:
             gs = groups_of_user(u)
             if gs is None or not edge_legal(op, u, i, shapes, cheap):

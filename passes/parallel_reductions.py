@@ -45,6 +45,7 @@ the init value are the loops level's; only the order of the combination changes,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -74,6 +75,21 @@ def combiner_kind(op: Operation) -> bool:
         fm = op.properties.get("fastmath")
         return fm is not None and "reassoc" in {str(f).split(".")[-1].lower() for f in fm.data}
     return False
+
+
+def identity_value(op: Operation, width: int) -> float | int:
+    """The neutral element of the combining `op` on `width`-bit values, as a Python number
+    (-0.0 for a float sum: x + -0.0 is x, also for x = -0.0). Integers are two's complement
+    bit patterns read as signed (all ones is -1)."""
+    floats = {arith.AddfOp: -0.0, arith.MulfOp: 1.0, arith.MaximumfOp: -math.inf, arith.MinimumfOp: math.inf}
+    if type(op) in floats:
+        return floats[type(op)]
+    top, bottom = (1 << (width - 1)) - 1, -(1 << (width - 1))
+    value = {arith.AddiOp: 0, arith.OrIOp: 0, arith.XOrIOp: 0, arith.MaxUIOp: 0, arith.MuliOp: 1,
+             arith.MaxSIOp: bottom, arith.MinSIOp: top, arith.MinUIOp: -1, arith.AndIOp: -1}.get(type(op))
+    if value is None:
+        raise ValueError(f"no identity for the reduction {op.name}")
+    return value
 
 
 def _word_sized(t) -> bool:
