@@ -25,6 +25,7 @@ import functools
 import os
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llvmlite.ir as ir
@@ -111,49 +112,47 @@ def _api_pointer() -> int:
 
 _prepare_lock = threading.Lock()
 _prepared = False
-_preparing = False
 
 
-def prepare() -> None:
-    """Check numpy's layout, make its API table and the shared runtime reachable by name
-    (once per process; a call while another thread prepares waits for it)."""
+def prepare(products: Sequence[str] = ()) -> None:
+    """Check numpy's layout, make its API table, the shared runtime and the runtime's
+    `products` (backends/runtime.py) that a function calls reachable by name (once per
+    process; a call while another thread prepares the same part waits for it)."""
     global _prepared
-    if _prepared:
-        return
-    with _prepare_lock:
-        if _prepared:
-            return
-        from irkit.backends import runtime
-        _layout()
-        jit.register_symbol("irkit_numpy_api", _api_pointer())
-        runtime.runtime()
-        _prepared = True
+    from irkit.backends import runtime
+    if not _prepared:
+        with _prepare_lock:
+            if not _prepared:
+                _layout()
+                jit.register_symbol("irkit_numpy_api", _api_pointer())
+                runtime.runtime()
+                _prepared = True
+    runtime.products(products)
 
 
 def _after_fork_in_child() -> None:
     """A fork while the runtime was being prepared on its thread leaves the child with the lock
     held by a thread it does not have: the child prepares for itself."""
-    global _prepare_lock, _preparing
+    global _prepare_lock
     if not _prepared:
-        _prepare_lock, _preparing = threading.Lock(), False
+        _prepare_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def prepare_soon() -> None:
-    """Start `prepare` on a thread of its own: the first compile on a machine compiles the
-    runtime, which then overlaps the caller's passes (prepare() itself waits for it, and
-    raises what went wrong)."""
-    global _preparing
-    if _prepared or _preparing:
+def prepare_soon(products: Sequence[str] = ()) -> None:
+    """Start `prepare(products)` on a thread of its own: the first compile in a process
+    compiles the runtime (or loads it from the cache), which then overlaps the caller's work
+    (prepare() itself waits for it, and raises what went wrong)."""
+    from irkit.backends import runtime
+    if runtime.ready(products):
         return
-    _preparing = True
 
     def run() -> None:
         try:
-            prepare()
+            prepare(products)
         except Exception:  # noqa: BLE001 - the caller's own prepare() raises it
             pass
     # not a daemon: the interpreter waits for it at exit rather than unloading LLVM under it

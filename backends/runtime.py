@@ -14,15 +14,18 @@ never freed (arrays it allocated may outlive any one compiled function):
   large enough to pay for starting one.
 - `irkit_gemm_f32/f64`: every product of a compiled function whose sizes are not all
   known (`dialects/ik/linalg.py` gemm_runtime: small ones as loops, else BLAS), written at
-  the loops level and translated like any function.
+  the loops level and translated like any function. Each is compiled (`products`) when a
+  function that calls it is first compiled or loaded; the rest (`runtime`) for any function.
 """
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
 
 import llvmlite.ir as ir
+import numpy as np
 
 from irkit.backends import jit, thread_pool
 from irkit.backends.thread_pool import declare, internal_global
@@ -175,28 +178,86 @@ def build_module(limit: int) -> ir.Module:
     return m
 
 
-def _texts(limit: int) -> list[str]:
-    """The runtime as two modules: the allocator and threads, and the products' functions."""
-    from irkit.backends.llvm import Translator
-    from irkit.dialects.ik.linalg import gemm_runtime
-    return [str(build_module(limit)), str(Translator(jit.vector_isa()).translate(gemm_runtime()).module)]
+def _pool_limit() -> int:
+    return int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
 
 
-@functools.lru_cache(maxsize=None)
-def runtime() -> None:
-    """Compile the runtime once and make its functions callable by name from every module.
-    Its machine code stays mapped until the process ends: the last arrays it allocated may
-    be freed (through irkit_capsule_free) after every module, this one included, is gone."""
-    from irkit.backends.llvm import RUNTIME_FUNCTIONS
+def _runtime_key(part: str, *settings: object) -> str | None:
+    """The machine code cache's key of a part of the runtime: keyed by what its text is made
+    of, not by the text, so a process that finds it cached neither builds nor translates it."""
     from irkit.compile_cache import compiler_fingerprint
-    limit = int(os.environ.get("IRKIT_POOL_BYTES", str(1 << 30)))
-    # keyed by what its text is made of, not by the text: a process that finds it cached
-    # neither builds nor translates it
-    key = jit.object_key(f"irkit runtime\0{compiler_fingerprint()}\0{limit}\0{jit.vector_isa()}\0"
-                         f"{jit.blas().int_bits}")
+    return jit.object_key("\0".join(map(str, ("irkit runtime", part, compiler_fingerprint(), jit.vector_isa(),
+                                               jit.blas().int_bits, *settings))))
+
+
+def _load_or_compile(key: str | None, text: Callable[[], str], names: Sequence[str]) -> None:
+    """Compile a part of the runtime (or load it from the cache) and make `names` callable by
+    name from every module. Its machine code stays mapped until the process ends: the last
+    arrays it allocated may be freed (through irkit_capsule_free) after every module, this
+    one included, is gone."""
     compiled = jit.load_object(key) if key is not None else None
     if compiled is None:
-        compiled = jit.compile_ir(_texts(limit), key=key)
-    for name in ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for", *RUNTIME_FUNCTIONS):
+        compiled = jit.compile_ir([text()], key=key)
+    for name in names:
         jit.register_symbol(name, compiled.address(name))
     compiled.engine.detach()  # never disposed, so never unmapped
+
+
+# Each part is compiled once per process, by the first thread that needs it; a thread that
+# needs it meanwhile waits for that one. The products are parts of their own, compiled only
+# for a function that calls them (a float32 model never compiles the float64 loops).
+_ready: set[str] = set()
+_part_locks: dict[str, threading.Lock] = {}
+_locks_lock = threading.Lock()
+
+
+def _once(part: str, make: Callable[[], None]) -> None:
+    if part in _ready:
+        return
+    with _locks_lock:
+        lock = _part_locks.setdefault(part, threading.Lock())
+    with lock:
+        if part not in _ready:
+            make()
+            _ready.add(part)
+
+
+def _after_fork_in_child() -> None:
+    """A fork while a part was compiling leaves the child with that part's lock held by a
+    thread it does not have: the child compiles what it needs for itself."""
+    global _part_locks, _locks_lock
+    _part_locks, _locks_lock = {}, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def runtime() -> None:
+    """The allocator, the thread pool and the capsule destructor, callable by name."""
+    limit = _pool_limit()
+    _once("core", lambda: _load_or_compile(
+        _runtime_key("core", limit), lambda: str(build_module(limit)),
+        ("irkit_alloc", "irkit_free", "irkit_capsule_free", "irkit_parallel_for")))
+
+
+def products(names: Iterable[str]) -> None:
+    """The runtime's products among `names` (backends/llvm.py RUNTIME_FUNCTIONS), callable
+    by name."""
+    from irkit.backends.llvm import RUNTIME_FUNCTIONS
+    for name in names:
+        if name not in RUNTIME_FUNCTIONS:
+            raise ValueError(f"{name!r} is not a function of irkit's runtime (those are {RUNTIME_FUNCTIONS})")
+        _once(name, lambda name=name: _load_or_compile(_runtime_key(name), lambda: _product_text(name), (name,)))
+
+
+def _product_text(name: str) -> str:
+    from irkit.backends.llvm import Translator
+    from irkit.dialects.ik.linalg import gemm_runtime, gemm_symbol
+    dtype = next(dt for dt in map(np.dtype, (np.float32, np.float64)) if gemm_symbol(dt) == name)
+    return str(Translator(jit.vector_isa()).translate(gemm_runtime([dtype])).module)
+
+
+def ready(names: Iterable[str] = ()) -> bool:
+    """Whether the core and the products `names` are callable already."""
+    return "core" in _ready and all(n in _ready for n in names)

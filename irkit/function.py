@@ -276,6 +276,7 @@ class Function:
         from irkit import compile_cache
         from irkit.backends import entry as E
         from irkit.backends import jit
+        from irkit.backends.llvm import RUNTIME_FUNCTIONS
         t = self.timings
         args = self._arg_specs()
         single = self.single and not self.updates
@@ -288,8 +289,9 @@ class Function:
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
         hit = compile_cache.lookup(key)
-        if hit:
-            E.prepare()  # the runtime's symbols, which the object refers to
+        if hit:  # the runtime's symbols, which the object refers to (a record older than its
+            # "runtime" entry: every product)
+            E.prepare(hit.get("runtime", RUNTIME_FUNCTIONS))
         compiled = jit.load_object(hit["object"]) if hit else None
         t["cache"] = time.perf_counter() - t0
         if compiled is not None:  # compiled before, by this or another process: no pass runs
@@ -298,21 +300,23 @@ class Function:
         else:
             E.prepare_soon()  # the runtime, compiled (the first time on a machine) while the passes run
             self._donate(module)  # after the key: the graph as built (and pickled) keys the cache
-            entry = self._translate(module, args, single)
+            entry, products = self._translate(module, args, single)
+            E.prepare_soon(products)  # compiled beside the function's own parts
             t0 = time.perf_counter()
-            compiled = jit.compile_ir(self._llvm_text, before_load=E.prepare)  # the runtime: needed to load
+            # the runtime and the products the code calls: needed to load it
+            compiled = jit.compile_ir(self._llvm_text, before_load=lambda: E.prepare(products))
             t["llvm-jit"] = time.perf_counter() - t0
             compile_cache.record(key, {"object": jit.object_key(self._llvm_text), "entry": entry,
-                                       "messages": self.messages})
+                                       "messages": self.messages, "runtime": products})
         self._compiled = compiled
         self._native = E.NativeFunction(compiled, entry, self._slow_call, self._raise)
 
-    def _translate(self, module: ModuleOp, args: list, single: bool) -> str:
+    def _translate(self, module: ModuleOp, args: list, single: bool) -> tuple[str, list[str]]:
         """Run the pipeline and make the LLVM IR with its native entry (self._llvm_text);
-        returns the entry's name."""
+        returns the entry's name and the runtime's products (backends/runtime.py) it calls."""
         from irkit.backends import entry as E
         from irkit.backends import jit
-        from irkit.backends.llvm import Translator
+        from irkit.backends.llvm import RUNTIME_FUNCTIONS, Translator
         t = self.timings
         run_passes(module, STAGES["tensor"] + STAGES["fused"] + STAGES["loops"], make_context(), t)
         t0 = time.perf_counter()
@@ -328,7 +332,7 @@ class Function:
         entry = E.EntryBuilder(translation.module).build(kernel, args, results, single=single)
         self._llvm_text = str(translation.module)
         t["llvm-ir"] = time.perf_counter() - t0
-        return entry
+        return entry, [name for name in RUNTIME_FUNCTIONS if name in translation.module.globals]
 
     def _compile_cuda(self, module: ModuleOp) -> None:
         """Kernels as PTX and the host program that launches them; no device is needed until

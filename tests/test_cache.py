@@ -43,7 +43,8 @@ def test_a_second_process_loads_the_compiled_code(tmp_path):
     env = {"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "1"}
     first = _run(env)
     objects = sorted(_objects(tmp_path) + _objects(tmp_path, ".json"))
-    assert len(_objects(tmp_path)) == 2 and len(_objects(tmp_path, ".json")) == 1  # function, runtime; index
+    # the function, the runtime and its float32 product (x @ w: not its float64 one); the index
+    assert len(_objects(tmp_path)) == 3 and len(_objects(tmp_path, ".json")) == 1
     assert {"bufferize", "llvm-ir", "llvm-jit"} <= set(first["stages"])
     second = _run(env)
     assert second["out"] == first["out"]

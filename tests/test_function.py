@@ -310,15 +310,15 @@ def test_the_native_builtin_keeps_its_method_def_alive_itself():
 def test_the_runtime_code_outlives_its_cache_entry():
     """Arrays hold their buffers through a capsule whose destructor is the runtime's compiled
     irkit_capsule_free: that code stays mapped even once nothing refers to the runtime's
-    engine (here its cache is cleared), or freeing the arrays would jump into unmapped
-    memory (a segfault, in a child process here)."""
+    engine (here the process forgets it has the runtime, and compiles it again), or freeing
+    the arrays would jump into unmapped memory (a segfault, in a child process here)."""
     code = textwrap.dedent("""
         import gc, numpy as np, irkit as ik
         from irkit.backends import runtime
         x = ik.vector("x")
         f = ik.function([x], ik.exp(x) + 1.0)
         arrays = [f(np.ones(n)) for n in (10, 1000, 3_000_000)]
-        runtime.runtime.cache_clear()
+        runtime._ready.clear()
         gc.collect()
         del arrays
         print(ik.function([x], x * 2.0)(np.ones(3)).tolist())

@@ -14,6 +14,8 @@ Other dtypes run as loops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp, TensorType, i1
@@ -299,14 +301,14 @@ def _gemm(bz, a, b, out, dims, dt: np.dtype, alpha=None, beta=None, cursor=None)
               lambda cp: cp.loop_nest(batch, [], body))
 
 
-def gemm_runtime() -> ModuleOp:
-    """`@irkit_gemm_f32/f64` as the CPU runs them, compiled once into the runtime
-    (backends/runtime.py), so a compiled function holds one call per product whatever its
-    sizes turn out to be: k = 0 scales C by beta (as BLAS's gemm); a product of at most
+def gemm_runtime(dtypes: Sequence[np.dtype] = (np.dtype(np.float32), np.dtype(np.float64))) -> ModuleOp:
+    """`@irkit_gemm_f32/f64` (those of `dtypes`) as the CPU runs them, compiled once into the
+    runtime (backends/runtime.py), so a compiled function holds one call per product whatever
+    its sizes turn out to be: k = 0 scales C by beta (as BLAS's gemm); a product of at most
     SMALL_GEMM multiply-adds runs as the loops of `_small_gemm` (a BLAS call costs more than
     the work); a larger one calls BLAS (`@irkit_blas_gemm_*`, gemv for a single row)."""
     functions = []
-    for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+    for dt in map(np.dtype, dtypes):
         types = gemm_signature(dt)
         blas = gemm_symbol(dt).replace("irkit_", "irkit_blas_")
         f = func.FuncOp(gemm_symbol(dt), (types, []))
