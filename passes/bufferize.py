@@ -61,9 +61,10 @@ def memref_of(t: TensorType) -> MemRefType:
 
 def _is_lazy(op: Operation) -> bool:
     """A size computation outside kernels (an integer constant, a dim, arithmetic on them):
-    bufferize computes it as index values where it is used."""
+    bufferize computes it as index values where it is used. A 0-d constant of any dtype is
+    a value where it is used too (`scalar`), and stored only where it is read from memory."""
     if isinstance(op, I.ConstantOp):
-        return not op.result.type.get_shape() and dtype_of(op.result.type).kind in "iu"
+        return not op.result.type.get_shape()
     return isinstance(op, IkOp) and op.FUSIBLE and not hasattr(op, "lower")
 
 
@@ -275,14 +276,21 @@ class Bufferizer:
         if b is not None:
             return self.materialize_transpose(v, b)
         if not v.type.get_shape() and isinstance(v.owner, IkOp):
-            value = self.index(v)
             out = self.alloc(v.type, [])
-            x = S.convert(self.cur, self.cur.emit(arith.IndexCastOp(self.cur.as_index(value), i64)),
-                          np.dtype(np.int64), dtype_of(v.type))
-            self.cur.emit(memref.StoreOp.get(x, out.memref, []))
+            self.cur.emit(memref.StoreOp.get(self.scalar(v), out.memref, []))
             self.buf[v] = out
             return out
         raise CompileError(f"bufferize: no buffer for {v} (made by {getattr(v.owner, 'name', v.owner)})")
+
+    def scalar(self, v: SSAValue) -> SSAValue:
+        """The element of 0-d v, as a value: a constant's own value, a size computed as an
+        index, anything else loaded from its buffer."""
+        if v not in self.buf and isinstance(v.owner, I.ConstantOp):
+            return S.constant(self.cur, v.owner.array()[()], dtype_of(v.type))
+        if v not in self.buf and isinstance(v.owner, IkOp):
+            return S.convert(self.cur, self.cur.emit(arith.IndexCastOp(self.cur.as_index(self.index(v)), i64)),
+                             np.dtype(np.int64), dtype_of(v.type))
+        return self.cur.emit(memref.LoadOp.get(self.buffer_of(v).memref, []))
 
     def alloc(self, t: TensorType, dims: list, cursor: Cursor | None = None) -> Buf:
         """A new buffer of type t's memref, at this bufferizer's cursor (or `cursor`)."""

@@ -339,6 +339,10 @@ def plan(block: Block, max_ops: int) -> tuple[list[Group], set]:
             continue
         if isinstance(op, VIEWS) or index_computable(op):  # an integer constant read by sizes
             standalone.add(op)
+        elif isinstance(op, I.ConstantOp) and not op.result.type.get_shape():
+            # a number an op outside kernels reads (gemm's alpha and beta): bufferize hands it
+            # the value, and stores it only where something reads it from memory
+            standalone.add(op)
         elif isinstance(op, I.TransposeOp) and _feeds_only_products(op):
             standalone.add(op)
         elif shape_only or not join_as_output(op, data, cheap):

@@ -200,8 +200,7 @@ class GemmOp(IkOp):
         read = {id(x.root) for x in (a, b)} | {id(x.transposed_from.root) for x in (a, b) if x.transposed_from}
         c = bz.buffer_of(self.c)
         out = bz.copy(c, self.c.type) if id(c.root) in read else bz.writable_copy_of(self.c)
-        alpha = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.alpha).memref, []))
-        beta = bz.cur.emit(memref.LoadOp.get(bz.buffer_of(self.beta).memref, []))
+        alpha, beta = bz.scalar(self.alpha), bz.scalar(self.beta)
         _gemm(bz, a, b, out, dims, dt, alpha, beta)
         bz.set_result(self.result, out)
 

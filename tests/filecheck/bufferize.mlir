@@ -224,4 +224,22 @@ builtin.module {
     %0 = ik.constant dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>
     func.return %0 : tensor<3xf32>
   }
+
+  // gemm's 0-d constants are values in the call, never buffers; a 0-d constant
+  // returned is stored in a buffer of its own
+  // CHECK-LABEL: func.func @gemm_scalars(
+  // CHECK-NOT:     memref.alloc() {{.*}} : memref<f32>
+  // CHECK-DAG:     %[[A:.*]] = arith.constant -1.000000e-01 : f32
+  // CHECK-DAG:     %[[B:.*]] = arith.constant 1.000000e+00 : f32
+  // CHECK:         func.call @irkit_gemm_f32(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[A]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[B]],
+  // CHECK:         %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<f32>
+  // CHECK-NEXT:    %[[V:.*]] = arith.constant 1.000000e+00 : f32
+  // CHECK-NEXT:    memref.store %[[V]], %[[S]][] : memref<f32>
+  // CHECK:         func.return %{{.*}}, %[[S]] : memref<?x?xf32>, memref<f32>
+  func.func @gemm_scalars(%c: tensor<?x?xf32>, %a: tensor<?x?xf32>, %b: tensor<?x?xf32>) -> (tensor<?x?xf32>, tensor<f32>) {
+    %alpha = ik.constant dense<-1.000000e-01> : tensor<f32>
+    %beta = ik.constant dense<1.000000e+00> : tensor<f32>
+    %0 = ik.gemm %c, %a, %b, %alpha, %beta : (tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x?xf32>, tensor<f32>, tensor<f32>) -> tensor<?x?xf32>
+    func.return %0, %beta : tensor<?x?xf32>, tensor<f32>
+  }
 }

@@ -308,4 +308,19 @@ builtin.module {
     %4 = ik.add %2, %3 : (tensor<?x3xf32>, tensor<f32>) -> tensor<?x3xf32>
     func.return %4 : tensor<?x3xf32>
   }
+
+  // a number only an op outside kernels reads (gemm's alpha and beta) stays a bare
+  // constant: no kernel stores it (bufferize hands gemm the value)
+  // CHECK-LABEL: func.func @gemm_scalars(
+  // CHECK-NOT:     ikf.kernel
+  // CHECK-DAG:     %[[A:.*]] = ik.constant dense<-1.000000e-01> : tensor<f32>
+  // CHECK-DAG:     %[[B:.*]] = ik.constant dense<1.000000e+00> : tensor<f32>
+  // CHECK-NOT:     ikf.kernel
+  // CHECK:         ik.gemm %c, %a, %b, %[[A]], %[[B]]
+  func.func @gemm_scalars(%c: tensor<?x?xf32>, %a: tensor<?x?xf32>, %b: tensor<?x?xf32>) -> tensor<?x?xf32> {
+    %alpha = ik.constant dense<-1.000000e-01> : tensor<f32>
+    %beta = ik.constant dense<1.000000e+00> : tensor<f32>
+    %0 = ik.gemm %c, %a, %b, %alpha, %beta : (tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x?xf32>, tensor<f32>, tensor<f32>) -> tensor<?x?xf32>
+    func.return %0 : tensor<?x?xf32>
+  }
 }
