@@ -103,3 +103,45 @@ def test_a_damaged_entry_is_a_miss(tmp_path):
 def test_the_cache_can_be_turned_off(tmp_path):
     _run({"IRKIT_CACHE_DIR": str(tmp_path), "IRKIT_CACHE": "0"})
     assert os.listdir(tmp_path) == []
+
+
+PRODUCTS = textwrap.dedent("""
+    import json, sys, numpy as np, irkit as ik
+    from irkit.backends import runtime
+    dtypes = sys.argv[1].split(",") if sys.argv[1] else []
+    out = {}
+    x = ik.vector("x", dtype="float32")
+    out["add"] = ik.function([x], x + 1.0)(np.ones(3, np.float32)).tolist()
+    for dt in dtypes:
+        a, b = ik.matrix("a", dtype=dt), ik.matrix("b", dtype=dt)
+        f = ik.function([a, b], ik.dot(a, b))
+        out[dt] = f(np.full((2, 3), 2.0, dt), np.full((3, 4), 0.5, dt)).tolist()
+        out[dt + " stages"] = sorted(f.timings)
+    out["ready"] = sorted(p for p in ("irkit_gemm_f32", "irkit_gemm_f64") if runtime.ready([p]))
+    print(json.dumps(out))
+""")
+
+
+def _products(tmp_path, dtypes: str) -> dict:
+    env = dict(os.environ, IRKIT_CACHE_DIR=str(tmp_path), IRKIT_CACHE="1")
+    got = subprocess.run([sys.executable, "-c", PRODUCTS, dtypes], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert got.returncode == 0, got.stderr
+    return json.loads(got.stdout.strip().splitlines()[-1])
+
+
+def test_the_runtime_compiles_only_the_products_a_function_calls(tmp_path):
+    """x + 1 calls no product: the process has the runtime and that function only. A float64
+    product then compiles the float64 loops, not the float32 ones; a second process that
+    loads both functions from the cache loads that product with them, and runs them."""
+    none = _products(tmp_path, "")
+    assert none["add"] == [2.0, 2.0, 2.0] and none["ready"] == []
+    assert len(_objects(tmp_path)) == 2  # the function and the runtime
+    first = _products(tmp_path, "float64")
+    assert first["ready"] == ["irkit_gemm_f64"] and first["float64"] == [[3.0] * 4] * 2
+    assert len(_objects(tmp_path)) == 4  # and the product, and its function
+    second = _products(tmp_path, "float64")
+    assert second == {**first, "float64 stages": ["build", "cache", "total"]}
+    assert len(_objects(tmp_path)) == 4
+    both = _products(tmp_path, "float32,float64")
+    assert both["ready"] == ["irkit_gemm_f32", "irkit_gemm_f64"] and both["float32"] == [[3.0] * 4] * 2
