@@ -36,14 +36,14 @@ def initialize() -> None:
     _blas_library()
 
 
-def new_target_machine() -> llvm.TargetMachine:
-    """A target machine for the host. An MCJIT engine takes ownership of (and frees) the
-    one it is given, so each engine gets its own."""
+def new_target_machine(codegen_level: int = 3) -> llvm.TargetMachine:
+    """A target machine for the host (its code generator at `codegen_level`). An MCJIT
+    engine takes ownership of (and frees) the one it is given, so each engine gets its own."""
     initialize()
     target = llvm.Target.from_default_triple()
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                         features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, reloc="default", codemodel="jitdefault")
+                                        opt=codegen_level, reloc="default", codemodel="jitdefault")
 
 
 @functools.lru_cache(maxsize=None)
@@ -361,12 +361,22 @@ def _compile_pool():
     return _pool[1]
 
 
+def _codegen_level(text: str) -> int:
+    """The code generator's level for a module: 0 (fast instruction selection and register
+    allocation) when every function it defines, the math helpers aside, is `optnone` (a
+    huge host function, backends/llvm.py), else 3. LLVM's greedy register allocator spent
+    57% of the 5 s that a 10,000-op graph's host function took at level 3."""
+    own = [line for line in text.split("\n") if line.startswith("define ") and not _is_helper(line)]
+    return 0 if own and all(" optnone" in line for line in own) else 3
+
+
 def _compile_part(text: str, level: int) -> bytes:
     """One module's machine code (an object file), made in an LLVM context of its own."""
     raw = _unlocked()
+    codegen_level = _codegen_level(text)
     if raw is None:
         with _lock:
-            tm = new_target_machine()
+            tm = new_target_machine(codegen_level)
             mod = llvm.parse_assembly(text)
             _prepare_module(mod, tm)
             if level > 0:
@@ -376,7 +386,7 @@ def _compile_part(text: str, level: int) -> bytes:
     from llvmlite.binding.module import ModuleRef
     context = llvm.create_context()
     try:
-        tm = new_target_machine()
+        tm = new_target_machine(codegen_level)
         with ffi.OutputString() as message:
             mod = ModuleRef(raw["LLVMPY_ParseAssembly"](context, ctypes.c_char_p(text.encode()), message), context)
             if message:
@@ -431,23 +441,24 @@ def split_module(text: str, parts: int) -> list[str]:
             header.append(line)
     if body is not None or any(" internal global " in h for h in header):
         return [text]
-    # the math helpers (backends/vecmath.py) go whole into every part: a call across parts
-    # would not be inlined, or would lose its vector variant, and the loop that makes it
-    # would not vectorise
-    def helper(f: list[str]) -> bool:
-        return " alwaysinline" in f[0] or f'@"{vecmath.PREFIX}' in f[0] or f" @{vecmath.PREFIX}" in f[0]
-    inlined = [f for f in functions if helper(f)]
-    functions = [f for f in functions if not helper(f)]
+    inlined = [f for f in functions if _is_helper(f[0])]
+    functions = [f for f in functions if not _is_helper(f[0])]
     weights = [len(f) + 100 * sum(" phi " in x for x in f) for f in functions]
     if parts < 2 or len(functions) < 2 or sum(weights) < SPLIT_ABOVE:
         return [text]
     header = header + [line for f in inlined for line in f]
-    bins: list[list[int]] = [[] for _ in range(min(parts, len(functions)))]
-    load = [0] * len(bins)
+    # an optnone function (a huge host function) gets a part of its own, whose code
+    # generator then runs at level 0 (_codegen_level)
+    bins: list[list[int]] = [[k] for k, f in enumerate(functions) if " optnone" in f[0]]
+    bins += [[] for _ in range(max(1, min(parts, len(functions)) - len(bins)))]
+    load = [(1 << 62) if members else 0 for members in bins]
     for k in sorted(range(len(functions)), key=lambda k: -weights[k]):
+        if " optnone" in functions[k][0]:
+            continue
         j = load.index(min(load))
         bins[j].append(k)
         load[j] += weights[k]
+    bins = [members for members in bins if members]
     exposed = [[f[0].replace("define internal ", "define ", 1).replace("define private ", "define ", 1)] + f[1:]
                for f in functions]
     declarations = [_declaration(f[0]) for f in exposed]
@@ -459,6 +470,13 @@ def split_module(text: str, parts: int) -> list[str]:
             text_lines += exposed[k]
         out.append("\n".join(text_lines))
     return out
+
+
+def _is_helper(define: str) -> bool:
+    """Whether a function (its `define` line) is a math helper (backends/vecmath.py), which
+    goes whole into every part: a call across parts would not be inlined, or would lose its
+    vector variant, and the loop that makes it would not vectorise."""
+    return " alwaysinline" in define or f'@"{vecmath.PREFIX}' in define or f" @{vecmath.PREFIX}" in define
 
 
 # below this much code (lines, plus 100 per phi: loops cost more), a module compiles whole

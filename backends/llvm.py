@@ -187,7 +187,9 @@ class Translator:
         # bytes a loop writes before its stores stream past the cache (backends/streaming.py);
         # None: never
         self.stream_threshold = stream_threshold
-        self.llmod = ir.Module(name="irkit")
+        # a context of its own: the parallel loops' argument structs are named types, and
+        # llvmlite's global context would keep every name of every module
+        self.llmod = ir.Module(name="irkit", context=ir.Context())
         self.out = Translation(self.llmod)
         self.vector_isa = vector_isa  # ("d", 256) for AVX2 libmvec, None without libmvec
         self.globals: dict[str, ir.GlobalVariable] = {}
@@ -706,7 +708,11 @@ class FunctionTranslator:
             stream = None  # a static size that never writes enough
         if stream is not None:
             fields.append(self._stream_flag(stream, trip))
-        ctx_type = ir.LiteralStructType([f.type for f in fields])
+        # a named type: a literal one is spelled out in every access, and the struct of a
+        # kernel of 1,000 inputs made a 10,000-op graph's IR text 200 MB, whose parsing took
+        # longer than its compiling
+        ctx_type = self.tr.llmod.context.get_identified_type(f"{self.fn.name}.par{self.outlined + 1}.ctx")
+        ctx_type.set_body(*[f.type for f in fields])
         ctx = self.entry_builder.alloca(ctx_type)
         for k, f in enumerate(fields):
             b.store(f, b.gep(ctx, [I32(0), I32(k)], inbounds=True))

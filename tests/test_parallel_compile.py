@@ -101,6 +101,34 @@ def test_machine_code_is_keyed_by_the_compiler_source_too(monkeypatch, tmp_path)
         jit._host_signature.cache_clear()
 
 
+def test_an_optnone_function_gets_a_part_of_its_own_with_a_fast_code_generator(monkeypatch, tmp_path):
+    """A huge host function is `optnone` (backends/llvm.py): it gets a part of its own, whose
+    code generator runs at level 0 (fast instruction selection and register allocation),
+    while the other parts keep level 3; the parts still call each other."""
+    monkeypatch.setattr(ik.config, "cache_dir", str(tmp_path))
+    text = _module(6, 400).replace('@"f2"(i64 %".1") noinline', '@"f2"(i64 %".1") noinline optnone')
+    parts = jit.split_module(text, 2)
+    defined = [re.findall(r'^define [^@]*@"(f\d)"', p, re.M) for p in parts]
+    assert ["f2"] in defined and sorted(sum(defined, [])) == [f"f{k}" for k in range(6)]
+    assert [jit._codegen_level(p) for p in parts] == [0 if d == ["f2"] else 3 for d in defined]
+    assert jit._codegen_level(text) == 3  # whole, it has functions to optimise
+    compiled = jit.compile_ir(text)  # kept: its engine owns the code
+    f = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(compiled.address("f5"))
+    assert f(10) == 16
+
+
+def test_a_parallel_loops_arguments_are_a_named_type():
+    """The struct a parallel loop's body reads its arguments from is a named type: a literal
+    one is spelled out at every access (a kernel of 1,000 inputs made a 10,000-op graph's IR
+    200 MB of text)."""
+    x = ik.vector("x")
+    f = ik.function([x], ik.exp(x) + 1.0)
+    text = f.ir("llvm")
+    assert re.search(r'^%"?main\.par1\.ctx"? = type \{ ptr, i64, ptr, i64 \}$', text, re.M)
+    assert not re.search(r"alloca \{", text)
+    np.testing.assert_allclose(f(np.linspace(-1, 1, 100_001)), np.exp(np.linspace(-1, 1, 100_001)) + 1.0)
+
+
 def test_small_modules_and_mutable_globals_stay_whole():
     assert jit.split_module(_module(4, 5), 2) == [_module(4, 5)]
     state = '@"counter" = internal global i64 0'
