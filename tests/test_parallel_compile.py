@@ -123,9 +123,10 @@ def test_a_parallel_loops_arguments_are_a_named_type():
     200 MB of text)."""
     x = ik.vector("x")
     f = ik.function([x], ik.exp(x) + 1.0)
-    text = f.ir("llvm")
-    assert re.search(r'^%"?main\.par1\.ctx"? = type \{ ptr, i64, ptr, i64 \}$', text, re.M)
-    assert not re.search(r"alloca \{", text)
+    text = f.ir("llvm")  # LLVM renames a type that its context already holds: main.par1.ctx.0
+    named = re.findall(r'^%"?main\.par\d+\.ctx(\.\d+)?"? = type \{ ptr, i64, ptr, i64(, i\d+)? \}$', text, re.M)
+    assert named, [line for line in text.splitlines() if "ctx" in line or "alloca" in line]
+    assert not re.search(r"(alloca|getelementptr inbounds) \{", text)
     np.testing.assert_allclose(f(np.linspace(-1, 1, 100_001)), np.exp(np.linspace(-1, 1, 100_001)) + 1.0)
 
 
