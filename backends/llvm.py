@@ -214,7 +214,8 @@ class Translator:
         them one after the other (allocations, checks, launches) grows to tens of thousands
         of instructions, where LLVM's optimiser and code generator take minutes (2,000 ops:
         91 s). Its kernels are outlined and still optimised; the sequence itself is left as
-        written (10 s), at the cost of the serial loops it holds."""
+        written (10 s), at the cost of the serial loops it holds, and compiled by the fast
+        code generator in a part of its own (backends/jit.py `_codegen_level`)."""
         size = sum(len(block.instructions) for block in fn.blocks)
         if size > self.HUGE_FUNCTION:
             fn.attributes.add("noinline")
