@@ -276,7 +276,6 @@ class Function:
         from irkit import compile_cache
         from irkit.backends import entry as E
         from irkit.backends import jit
-        from irkit.backends.llvm import RUNTIME_FUNCTIONS
         t = self.timings
         args = self._arg_specs()
         single = self.single and not self.updates
@@ -289,9 +288,8 @@ class Function:
         t0 = time.perf_counter()
         key = compile_cache.graph_key(module, settings, self._graph_text)
         hit = compile_cache.lookup(key)
-        if hit:  # the runtime's symbols, which the object refers to (a record older than its
-            # "runtime" entry: every product)
-            E.prepare(hit.get("runtime", RUNTIME_FUNCTIONS))
+        if hit:
+            E.prepare(hit["runtime"])  # the runtime's symbols, which the object refers to
         compiled = jit.load_object(hit["object"]) if hit else None
         t["cache"] = time.perf_counter() - t0
         if compiled is not None:  # compiled before, by this or another process: no pass runs
