@@ -324,6 +324,26 @@ def test_allow_input_downcast_and_int64_index_dtype():
 # the IR: a loop kernel, on the CPU and for a GPU
 # ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_product_at_every_width_of_the_dense_operand(fmt):
+    """S @ M takes one of three loops by M's column count (one column: M read as a vector;
+    under REGISTER_COLUMNS: sums in registers; else scaled rows of M added): each against
+    scipy, and a stored index out of bounds stops each."""
+    from irkit.dialects.ik.sparse import REGISTER_COLUMNS
+    S, M = getattr(ik.sparse, f"{fmt}_matrix")("S"), ik.matrix("M")
+    f = ik.function([S, M], ik.sparse.dot(S, M))
+    A = _matrix(9, 6, fmt, "float64", 4)
+    rng = np.random.default_rng(5)
+    for k in (1, 2, REGISTER_COLUMNS - 1, REGISTER_COLUMNS, 9):
+        m = rng.standard_normal((6, k))
+        np.testing.assert_allclose(f(A, m), A @ m, err_msg=f"k = {k}", **TOL["float64"])
+        if fmt == "csr":
+            bad = A.copy()
+            bad.indices[-1] = 6  # still sorted: the boundary passes it, the loop stops it
+            with pytest.raises(ik.IndexOutOfBoundsError):
+                f(bad, m)
+
+
 def test_product_is_a_parallel_loop_kernel_not_a_dense_product():
     S = ik.sparse.csr_matrix("S")
     M = ik.matrix("M")
