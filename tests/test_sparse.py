@@ -392,9 +392,11 @@ def test_a_product_over_many_rows_is_split_across_threads(monkeypatch):
     if f._llvm_text is None:  # loaded from the compile cache: make the LLVM IR again
         f._retranslate()
     from irkit.backends.llvm import DATA_DEPENDENT_TRIP
-    # the work weighed against the threshold: rows times the row loop's assumed trip count
-    assert re.search(rf"mul i64 %\S+, {DATA_DEPENDENT_TRIP}\b", f._llvm_text)
+    # the work weighed against the threshold: rows times the row loop's assumed trip count,
+    # in both loops over rows (M of one column, and wider)
+    assert len(re.findall(rf"mul i64 %\S+, {DATA_DEPENDENT_TRIP}\b", f._llvm_text)) == 2
     rng = np.random.default_rng(3)
     A = sp.random(40_000, 50, density=0.1, format="csr", random_state=4)
     B = rng.standard_normal((50, 3))
     np.testing.assert_allclose(f(A, B), A @ B, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f(A, B[:, :1]), A @ B[:, :1], rtol=1e-12, atol=1e-12)
