@@ -97,6 +97,30 @@ class Buf:
     extra: dict = field(default_factory=dict)
 
 
+class _Buffers(dict):
+    """value -> Buf, with the values of each allocation indexed: whether any view of an
+    allocation is read later is asked at every candidate for an in-place write, and a scan
+    of every value made that quadratic (0.6 of bufferize's 0.8 s on a 10,000-op graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.of_root: dict[int, set[SSAValue]] = {}  # id(Alloc) -> the values whose buffer it is
+
+    def __setitem__(self, v: SSAValue, b: Buf) -> None:
+        old = self.get(v)
+        if old is not None:
+            self.of_root[id(old.root)].discard(v)
+        super().__setitem__(v, b)
+        self.of_root.setdefault(id(b.root), set()).add(v)
+
+    def update(self, other: dict) -> None:  # type: ignore[override]
+        for v, b in other.items():
+            self[v] = b
+
+    def values_of(self, root: Alloc) -> set[SSAValue]:
+        return self.of_root.get(id(root), set())
+
+
 class Bufferizer:
     """Rewrites one tensor-level function into a loops-level one."""
 
@@ -106,7 +130,7 @@ class Bufferizer:
         self.cur = cursor
         # products of at most this many multiply-adds become inlined loops instead of a BLAS call
         self.small_gemm = SMALL_GEMM if small_gemm is None or small_gemm < 0 else small_gemm
-        self.buf: dict[SSAValue, Buf] = {}
+        self.buf = _Buffers()
         self.index_cache: dict[SSAValue, object] = {}
         self.equal = EqualDims()  # dims that checks already required equal (one set per function)
         self.d = IRDims(self.cur, self.dims_of, self.load_index, equal=self.equal)
@@ -445,7 +469,7 @@ class Bufferizer:
         return None
 
     def _root_used_later(self, root: Alloc) -> bool:
-        return any(b.root is root and self.last_use.get(v, -1) > self.step for v, b in self.buf.items())
+        return any(self.last_use.get(v, -1) > self.step for v in self.buf.values_of(root))
 
     # -- standalone ops ------------------------------------------------------------
     def constant(self, op: I.ConstantOp) -> None:
