@@ -285,3 +285,21 @@ def test_equal_sizes_are_checked_once(rng):
     assert "does not have the product's number of columns" in loops
     with pytest.raises(ik.ShapeError, match="number of columns"):
         f(np.zeros((5, 6)), np.zeros((5, 3)))
+
+
+def test_the_bufferizers_index_of_views_follows_reassignment():
+    """Whether an allocation is read later is asked of the values whose buffer it is
+    (passes/bufferize.py _Buffers): a value given another buffer leaves the old one's set,
+    values from a nested bufferizer's update join theirs."""
+    from xdsl.dialects.builtin import IndexType
+    from xdsl.ir import Block
+    from irkit.passes.bufferize import Alloc, Buf, _Buffers
+    v, w = Block(arg_types=[IndexType(), IndexType()]).args
+    first, second = Alloc("alloc"), Alloc("alloc")
+    bufs = _Buffers()
+    bufs[v] = Buf(None, [], first)
+    bufs.update({w: Buf(None, [], first)})
+    assert bufs.values_of(first) == {v, w} and bufs.values_of(second) == set()
+    bufs[v] = Buf(None, [], second)
+    assert bufs.values_of(first) == {w} and bufs.values_of(second) == {v}
+    assert bufs[v].root is second and len(bufs) == 2
