@@ -3,16 +3,16 @@ runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
 
 Nothing here is imported by `import irkit` or by the CPU path, and nothing touches a driver
 before the first call of a `target="cuda"` function. The driver API is reached through one
-of two launchers with the same small interface (`alloc`, `to_device`, `load`, `launch`, ...):
+of three launchers with the same small interface (`alloc`, `to_device`, `load`, `launch`, ...):
 
 - NVIDIA's `cuda-bindings` (`pip install irkit[cuda]`), the default when it is installed;
+- pycuda, when it is installed and importable (a source build against a CUDA toolkit), and
+  the one used when the program already has a pycuda context current: irkit joins it;
 - a ctypes wrapper of `libcuda.so.1` (it ships with the NVIDIA driver; no pip package
   needed), the fallback, and the one used when `IRKIT_LIBCUDA` names a library file (the
   tests use a fake one).
 
-`IRKIT_CUDA_DRIVER=cuda-bindings|ctypes` picks one. pycuda is not a launcher here: it
-launches from packed argument buffers, where irkit's host code hands the driver the
-`void**` list of its kernel parameters.
+`IRKIT_CUDA_DRIVER=cuda-bindings|pycuda|ctypes` picks one.
 
 The runtime functions are C callbacks (ctypes) into this module: a launch costs a few
 microseconds of Python on top of the driver's own, small next to a kernel launch. They
@@ -38,12 +38,80 @@ INSTALL = ("irkit's GPU backend needs an NVIDIA GPU and its driver (libcuda.so.1
            "package); set IRKIT_LIBCUDA to the library's path if it is not on the loader's path")
 
 
-class Driver:
+class _Launcher:
+    """What every launcher shares: the context its calls run in.
+
+    irkit's context (the device's primary context, or the pycuda context current when the
+    launcher opened) is made current for the length of each call into the driver and the
+    previous one restored after, as libraries sharing a thread with others should: a call
+    works from any thread, and leaves the thread's own context as it found it. A function
+    call holds it once for all of its allocations, copies and launches (`scope`)."""
+
+    launcher = ""
+    context: object = None
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def scope(self) -> "_Scope":
+        """`with drv.scope():` the context is current inside (pushed only if it was not)."""
+        return _Scope(self)
+
+    def _enter(self) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.pushed = self._current() != self._handle()
+            if local.pushed:
+                self._push()
+        local.depth = depth + 1
+
+    def _exit(self) -> None:
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0 and local.pushed:
+            local.pushed = False
+            self._pop()
+
+    # each launcher: the current context's handle, irkit's, and push / pop
+    def _current(self) -> int: raise NotImplementedError
+    def _handle(self) -> int: raise NotImplementedError
+    def _push(self) -> None: raise NotImplementedError
+    def _pop(self) -> None: raise NotImplementedError
+
+
+class _Scope:
+    __slots__ = ("drv",)
+
+    def __init__(self, drv: _Launcher) -> None:
+        self.drv = drv
+
+    def __enter__(self) -> None:
+        self.drv._enter()
+
+    def __exit__(self, *exc) -> None:
+        self.drv._exit()
+
+
+def _in_context(method):
+    """A launcher method that needs irkit's context current."""
+    def call(self, *args):
+        self._enter()
+        try:
+            return method(self, *args)
+        finally:
+            self._exit()
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+class Driver(_Launcher):
     """The CUDA driver API through ctypes: one device (ordinal 0), its primary context."""
 
     launcher = "ctypes"
 
     def __init__(self, path: str | None = None) -> None:
+        super().__init__()
         names = [path] if path else (["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"])
         errors = []
         for n in names:
@@ -61,7 +129,9 @@ class Driver:
         self._fn("cuDeviceGetAttribute", POINTER(c_int), c_int, c_int)
         self._fn("cuDeviceGetName", c_char_p, c_int, c_int)
         self._fn("cuDevicePrimaryCtxRetain", POINTER(P), c_int)
-        self._fn("cuCtxSetCurrent", P)
+        self._fn("cuCtxGetCurrent", POINTER(P))
+        self._fn("cuCtxPushCurrent_v2", P)
+        self._fn("cuCtxPopCurrent_v2", POINTER(P))
         self._fn("cuCtxSynchronize")
         self._fn("cuModuleLoadData", POINTER(P), c_char_p)
         self._fn("cuModuleGetFunction", POINTER(P), P, c_char_p)
@@ -80,16 +150,10 @@ class Driver:
             raise DeviceError(f"the CUDA driver sees no GPU. {INSTALL}")
         dev, ctx = c_int(), c_void_p()
         self.cuDeviceGet(byref(dev), 0)
-        major, minor = c_int(), c_int()
-        self.cuDeviceGetAttribute(byref(major), 75, dev)  # compute capability
-        self.cuDeviceGetAttribute(byref(minor), 76, dev)
-        name = ctypes.create_string_buffer(256)
-        self.cuDeviceGetName(name, 256, dev)
-        self.name = name.value.decode(errors="replace")
-        self.sm = f"sm_{major.value}{minor.value}"
-        self.cuDevicePrimaryCtxRetain(byref(ctx), dev)
-        self.cuCtxSetCurrent(ctx)
         self.device = dev
+        self.name, self.sm = _describe(self)
+        self.cuDevicePrimaryCtxRetain(byref(ctx), dev)
+        self.context = ctx
 
     def attribute(self, attr: int) -> int:
         """A CUdevice_attribute of the device (75/76: compute capability, 36: memory clock
@@ -97,6 +161,11 @@ class Driver:
         value = c_int()
         self.cuDeviceGetAttribute(byref(value), attr, self.device)
         return value.value
+
+    def device_name(self) -> str:
+        name = ctypes.create_string_buffer(256)
+        self.cuDeviceGetName(name, 256, self.device)
+        return name.value.decode(errors="replace")
 
     def _fn(self, name: str, *argtypes) -> None:
         try:
@@ -114,57 +183,82 @@ class Driver:
                 raise DeviceError(f"{name}: {s.value.decode() if s.value else err}")
         setattr(self, name.removesuffix("_v2"), call)
 
+    def _current(self) -> int:
+        ctx = c_void_p()
+        self.cuCtxGetCurrent(byref(ctx))
+        return ctx.value or 0
+
+    def _handle(self) -> int:
+        return self.context.value
+
+    def _push(self) -> None:
+        self.cuCtxPushCurrent(self.context)
+
+    def _pop(self) -> None:
+        self.cuCtxPopCurrent(byref(c_void_p()))
+
     # -- what the runtime uses -----------------------------------------------------------------
+    @_in_context
     def alloc(self, nbytes: int) -> int:
         p = c_uint64()
         self.cuMemAlloc(byref(p), max(nbytes, 1))
         return p.value
 
+    @_in_context
     def free(self, ptr: int) -> None:
         self.cuMemFree(c_uint64(ptr))
 
+    @_in_context
     def to_device(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self.cuMemcpyHtoD(c_uint64(dst), c_void_p(src), nbytes)
 
+    @_in_context
     def to_host(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self.cuMemcpyDtoH(c_void_p(dst), c_uint64(src), nbytes)
 
+    @_in_context
     def copy(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self.cuMemcpyDtoD(c_uint64(dst), c_uint64(src), nbytes)
 
+    @_in_context
     def load(self, ptx: str) -> int:
         mod = c_void_p()
         self.cuModuleLoadData(byref(mod), ptx.encode() + b"\0")
         return mod.value
 
-    def function(self, module: int, name: str) -> int:
+    @_in_context
+    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
         fn = c_void_p()
         self.cuModuleGetFunction(byref(fn), c_void_p(module), name.encode())
         return fn.value
 
+    @_in_context
     def global_(self, module: int, name: str) -> int:
         ptr, size = c_uint64(), c_size_t()
         self.cuModuleGetGlobal(byref(ptr), byref(size), c_void_p(module), name.encode())
         return ptr.value
 
+    @_in_context
     def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
         self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
                             c_void_p(params), None)
 
+    @_in_context
     def synchronize(self) -> None:
         self.cuCtxSynchronize()
 
 
-class BindingsDriver:
+class BindingsDriver(_Launcher):
     """The CUDA driver API through NVIDIA's cuda-bindings: one device (ordinal 0), its
     primary context. Every call returns (status, *values); a bad status is a DeviceError."""
 
     launcher = "cuda-bindings"
 
     def __init__(self) -> None:
+        super().__init__()
         from cuda.bindings import driver as cu
         self.cu = cu
         try:
@@ -175,20 +269,17 @@ class BindingsDriver:
             raise DeviceError(f"no CUDA driver: {type(e).__name__}: {e}. {INSTALL}") from None
         if self._call("cuDeviceGetCount") < 1:
             raise DeviceError(f"the CUDA driver sees no GPU. {INSTALL}")
-        dev = self._call("cuDeviceGet", 0)
-        attr = cu.CUdevice_attribute
-        major = self._call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
-        minor = self._call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-        self.name = self._call("cuDeviceGetName", 256, dev).split(b"\0", 1)[0].decode(errors="replace")
-        self.sm = f"sm_{major}{minor}"
-        self.context = self._call("cuDevicePrimaryCtxRetain", dev)
-        self._call("cuCtxSetCurrent", self.context)
-        self.device = dev
+        self.device = self._call("cuDeviceGet", 0)
+        self.name, self.sm = _describe(self)
+        self.context = self._call("cuDevicePrimaryCtxRetain", self.device)
         self._modules: dict[int, object] = {}  # the binding objects, kept alive by address
 
     def attribute(self, attr: int) -> int:
         """A CUdevice_attribute of the device, by number (as the ctypes driver takes it)."""
         return int(self._call("cuDeviceGetAttribute", self.cu.CUdevice_attribute(attr), self.device))
+
+    def device_name(self) -> str:
+        return self._call("cuDeviceGetName", 256, self.device).split(b"\0", 1)[0].decode(errors="replace")
 
     def _call(self, name: str, *args):
         err, *values = getattr(self.cu, name)(*args)
@@ -197,72 +288,255 @@ class BindingsDriver:
             raise DeviceError(f"{name}: {text.decode() if isinstance(text, bytes) else err}")
         return values[0] if len(values) == 1 else tuple(values) if values else None
 
+    def _current(self) -> int:
+        return int(self._call("cuCtxGetCurrent"))
+
+    def _handle(self) -> int:
+        return int(self.context)
+
+    def _push(self) -> None:
+        self._call("cuCtxPushCurrent", self.context)
+
+    def _pop(self) -> None:
+        self._call("cuCtxPopCurrent")
+
+    @_in_context
     def alloc(self, nbytes: int) -> int:
         return int(self._call("cuMemAlloc", max(nbytes, 1)))
 
+    @_in_context
     def free(self, ptr: int) -> None:
         self._call("cuMemFree", ptr)
 
+    @_in_context
     def to_device(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self._call("cuMemcpyHtoD", dst, src, nbytes)
 
+    @_in_context
     def to_host(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self._call("cuMemcpyDtoH", dst, src, nbytes)
 
+    @_in_context
     def copy(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self._call("cuMemcpyDtoD", dst, src, nbytes)
 
+    @_in_context
     def load(self, ptx: str) -> int:
         mod = self._call("cuModuleLoadData", ptx.encode() + b"\0")
         self._modules[int(mod)] = mod
         return int(mod)
 
-    def function(self, module: int, name: str) -> int:
+    @_in_context
+    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
         return int(self._call("cuModuleGetFunction", self._modules[module], name.encode()))
 
+    @_in_context
     def global_(self, module: int, name: str) -> int:
         ptr, _size = self._call("cuModuleGetGlobal", self._modules[module], name.encode())
         return int(ptr)
 
+    @_in_context
     def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
         # kernelParams as an address: the void** list the host code packed
         self._call("cuLaunchKernel", fn, grid[0], grid[1], 1, block[0], block[1], 1, shared, 0, params, 0)
 
+    @_in_context
     def synchronize(self) -> None:
         self._call("cuCtxSynchronize")
 
 
-_driver: Driver | BindingsDriver | None = None
+class PycudaDriver(_Launcher):
+    """The CUDA driver API through pycuda, for programs that already use it: irkit runs in
+    the pycuda context current when it opened (so its buffers and theirs are one address
+    space), else in the device's primary context. pycuda launches from one packed buffer of
+    parameters, not the void** list irkit's host code makes: `launch` packs it, each
+    parameter at its own alignment, as the kernel's declared parameters lay it out."""
+
+    launcher = "pycuda"
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            import pycuda.driver as cu
+        except Exception as e:  # ImportError without libcuda.so.1, or a build for another CUDA
+            raise DeviceError(f"no CUDA driver: pycuda cannot be imported ({type(e).__name__}: {e}). {INSTALL}") from None
+        self.cu = cu
+        self._errors = cu.Error
+        try:
+            cu.init()
+            current = cu.Context.get_current()
+            if current is not None:
+                self.context, self.device = current, current.get_device()
+            else:
+                if cu.Device.count() < 1:
+                    raise DeviceError(f"the CUDA driver sees no GPU. {INSTALL}")
+                self.device = cu.Device(0)
+                self.context = self.device.retain_primary_context()
+        except cu.Error as e:
+            raise DeviceError(f"pycuda: {e}") from None
+        self.name, self.sm = _describe(self)
+        self._allocations: dict[int, object] = {}  # pycuda frees a buffer with its object
+        self._modules: dict[int, object] = {}
+        self._functions: list[tuple[object, tuple[tuple[int, int], ...], int]] = []  # kernel, layout, bytes
+
+    def attribute(self, attr: int) -> int:
+        """A CUdevice_attribute of the device, by number (as the ctypes driver takes it)."""
+        try:
+            return int(self.device.get_attribute(self.cu.device_attribute.values[attr]))
+        except KeyError:
+            raise DeviceError(f"pycuda knows no device attribute {attr}") from None
+
+    def device_name(self) -> str:
+        return self.device.name()
+
+    def _current(self) -> int:
+        current = self.cu.Context.get_current()
+        return current.handle if current is not None else 0
+
+    def _handle(self) -> int:
+        return self.context.handle
+
+    def _push(self) -> None:
+        self.context.push()
+
+    def _pop(self) -> None:
+        self.cu.Context.pop()
+
+    def _enter(self) -> None:
+        try:
+            super()._enter()
+        except self._errors as e:
+            raise DeviceError(f"pycuda: {e}") from None
+
+    @_in_context
+    def alloc(self, nbytes: int) -> int:
+        buf = self._guard(self.cu.mem_alloc, max(nbytes, 1))
+        self._allocations[int(buf)] = buf
+        return int(buf)
+
+    @_in_context
+    def free(self, ptr: int) -> None:
+        self._guard(self._allocations.pop(ptr).free)
+
+    @_in_context
+    def to_device(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._guard(self.cu.memcpy_htod, dst, (ctypes.c_char * nbytes).from_address(src))
+
+    @_in_context
+    def to_host(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._guard(self.cu.memcpy_dtoh, (ctypes.c_char * nbytes).from_address(dst), src)
+
+    @_in_context
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        if nbytes:
+            self._guard(self.cu.memcpy_dtod, dst, src, nbytes)
+
+    @_in_context
+    def load(self, ptx: str) -> int:
+        mod = self._guard(self.cu.module_from_buffer, ptx.encode() + b"\0")
+        self._modules[id(mod)] = mod
+        return id(mod)
+
+    @_in_context
+    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
+        fn = self._guard(self._modules[module].get_function, name)
+        offsets, end = [], 0
+        for size in param_sizes:
+            end = -(-end // size) * size  # the parameter's natural alignment
+            offsets.append(end)
+            end += size
+        self._functions.append((fn, tuple(zip(offsets, param_sizes)), end))
+        return len(self._functions) - 1
+
+    @_in_context
+    def global_(self, module: int, name: str) -> int:
+        ptr, _size = self._guard(self._modules[module].get_global, name)
+        return int(ptr)
+
+    @_in_context
+    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
+        kernel, layout, size = self._functions[fn]
+        pointers = (c_void_p * len(layout)).from_address(params)
+        packed = bytearray(size)
+        for (offset, n), p in zip(layout, pointers):
+            packed[offset:offset + n] = ctypes.string_at(p, n)
+        self._guard(kernel._launch_kernel, (grid[0], grid[1], 1), (block[0], block[1], 1), bytes(packed),
+                    shared, None)
+
+    @_in_context
+    def synchronize(self) -> None:
+        self._guard(self.cu.Context.synchronize)
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except self._errors as e:
+            raise DeviceError(f"pycuda: {e}") from None
+
+
+def _describe(drv) -> tuple[str, str]:
+    """The device's name and its SM ("sm_90"), from the compute capability attributes."""
+    return drv.device_name(), f"sm_{drv.attribute(75)}{drv.attribute(76)}"
+
+
+LAUNCHERS = ("cuda-bindings", "pycuda", "ctypes")
+_driver: _Launcher | None = None
 _driver_lock = threading.Lock()
 
 
-def _open_driver() -> Driver | BindingsDriver:
+def _pycuda_in_use() -> bool:
+    """Whether the program already runs pycuda with a context current here: then irkit joins
+    that context rather than the primary one (pycuda.autoinit makes a context of its own)."""
+    cu = sys.modules.get("pycuda.driver")
+    try:
+        return cu is not None and cu.Context.get_current() is not None
+    except Exception:
+        return False
+
+
+def _open_driver() -> _Launcher:
     choice = os.environ.get("IRKIT_CUDA_DRIVER", "").strip().lower()
     library = os.environ.get("IRKIT_LIBCUDA") or None
-    if choice not in ("", "auto", "cuda-bindings", "ctypes"):
-        raise DeviceError(f"IRKIT_CUDA_DRIVER={choice!r}: irkit launches through 'cuda-bindings' or 'ctypes'")
-    if choice == "ctypes" or (library is not None and choice != "cuda-bindings"):
+    if choice not in ("", "auto", *LAUNCHERS):
+        raise DeviceError(f"IRKIT_CUDA_DRIVER={choice!r}: irkit launches through "
+                          + ", ".join(repr(n) for n in LAUNCHERS))
+    if choice == "ctypes" or (library is not None and choice in ("", "auto")):
         return Driver(library)
+    if choice == "pycuda" or (choice in ("", "auto") and _pycuda_in_use()):
+        return PycudaDriver()
     try:
         import cuda.bindings.driver  # noqa: F401
     except ImportError:
         if choice == "cuda-bindings":
             raise DeviceError("IRKIT_CUDA_DRIVER=cuda-bindings, but NVIDIA's cuda-bindings is not installed: "
                               "pip install 'irkit[cuda]' (or cuda-bindings)") from None
+    else:
+        return BindingsDriver()
+    import importlib.util
+    if importlib.util.find_spec("pycuda") is None:
         return Driver(library)
-    return BindingsDriver()
+    try:
+        return PycudaDriver()
+    except DeviceError as e:  # installed but not importable here: ctypes, if the driver is there
+        drv = Driver(library)
+        warnings.warn(f"irkit: pycuda is installed but unusable ({e}); launching through ctypes",
+                      RuntimeWarning, stacklevel=3)
+        return drv
 
 
-def driver() -> Driver | BindingsDriver:
-    """The process's driver, opened on first use; DeviceError when there is none."""
+def driver() -> _Launcher:
+    """The process's launcher, opened on first use; DeviceError when there is none."""
     global _driver
-    with _driver_lock:
-        if _driver is None:
-            _driver = _open_driver()
-        return _driver
+    if _driver is None:
+        with _driver_lock:
+            if _driver is None:
+                _driver = _open_driver()
+    return _driver
 
 
 # -- cuBLAS ----------------------------------------------------------------------------------------
@@ -455,7 +729,7 @@ class LoadedProgram:
         drv = driver()
         _register_runtime()
         self.module = drv.load(ptx)
-        self.functions = [drv.function(self.module, k.name) for k in program.kernels]
+        self.functions = [drv.function(self.module, k.name, k.param_sizes) for k in program.kernels]
         self.globals = [drv.global_(self.module, g) for g in program.globals]
         self.error_flag = drv.global_(self.module, ERROR_GLOBAL)
         self.scratch = drv.alloc(8 * SCRATCH_SLOTS)
@@ -504,7 +778,7 @@ class CudaRunner:
         """Run on `arrays` (numpy arrays, DeviceArrays, or DeviceViews of a caller's device
         buffers); the outputs as numpy arrays, or with `device_out` as DeviceArrays, then the
         new values of the updated shared variables as DeviceArrays."""
-        with self.lock:
+        with self.lock, driver().scope():  # one context switch for the call, if any
             return self._run(arrays, raise_code, device_out)
 
     def _run(self, arrays, raise_code, device_out=False):

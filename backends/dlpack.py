@@ -1,12 +1,15 @@
-"""DLPack for GPU arrays: device arrays in and out of `target="cuda"` functions without a
-copy through the host, for frameworks that keep their data on the GPU (PyTorch, CuPy, JAX).
+"""DLPack (and CUDA Array Interface) for GPU arrays: device arrays in and out of
+`target="cuda"` functions without a copy through the host, for frameworks that keep their
+data on the GPU (PyTorch, CuPy, JAX; pycuda and numba by `__cuda_array_interface__`).
 
 - `DeviceArray`: a result left on the device, owning its buffer; it exports itself through
   `__dlpack__` / `__dlpack_device__` (so `torch.from_dlpack(out)` takes it without a copy)
-  and copies to the host on `numpy()` / `np.asarray(...)`.
+  and `__cuda_array_interface__` (a pycuda kernel takes it as an argument), and copies to
+  the host on `numpy()` / `np.asarray(...)`.
 - `device_view(obj, ...)`: the device buffer of any object that exports a CUDA tensor by
-  DLPack (a DeviceArray, a torch.cuda tensor, ...), checked like a numpy input is (dtype,
-  rank, static sizes, C-contiguity); the capsule is consumed as the protocol says (renamed
+  DLPack (a DeviceArray, a torch.cuda tensor, ...) or the CUDA Array Interface (a pycuda
+  GPUArray, a numba device array), checked like a numpy input is (dtype, rank, static
+  sizes, C-contiguity); a DLPack capsule is consumed as the protocol says (renamed
   `used_dltensor`, its deleter called once irkit is done with it).
 
 The structs are DLPack's stable (unversioned) ABI, which every producer still offers when
@@ -171,6 +174,12 @@ class DeviceArray:
         _exported[address] = (managed, shape, self)  # the array lives while a consumer holds it
         return _api.PyCapsule_New(address, b"dltensor", ctypes.cast(_capsule_destructor, c_void_p).value)
 
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        # version 3; no stream: irkit's calls end with their work done
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "strides": None,
+                "version": 3, "stream": None}
+
     def __repr__(self) -> str:
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device_id})"
 
@@ -186,15 +195,18 @@ class DeviceArray:
 # -- import: any CUDA DLPack producer ----------------------------------------------------------------
 
 def on_device(obj: Any) -> bool:
-    """Whether `obj` exports a CUDA tensor by DLPack (host arrays, numpy's included, do not)."""
+    """Whether `obj` is a CUDA array, by DLPack or the CUDA Array Interface (host arrays,
+    numpy's included, are not)."""
+    if isinstance(obj, np.ndarray):
+        return False
     probe = getattr(obj, "__dlpack_device__", None)
-    if probe is None or isinstance(obj, np.ndarray):
-        return False
-    try:
-        device_type, _ = probe()
-    except Exception:
-        return False
-    return int(device_type) in (KDL_CUDA, KDL_CUDA_MANAGED)
+    if probe is not None:
+        try:
+            device_type, _ = probe()
+        except Exception:
+            return False
+        return int(device_type) in (KDL_CUDA, KDL_CUDA_MANAGED)
+    return hasattr(obj, "__cuda_array_interface__")
 
 
 class DeviceView:
@@ -219,6 +231,8 @@ class DeviceView:
 
 def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> DeviceView:
     """The CUDA buffer `obj` exports, checked against the input it is given for."""
+    if getattr(obj, "__dlpack__", None) is None:
+        return _interface_view(obj, label, dtype, static_shape)
     capsule = obj.__dlpack__(stream=None)
     address = _api.PyCapsule_GetPointer(capsule, b"dltensor")
     managed = DLManagedTensor.from_address(address)
@@ -228,27 +242,56 @@ def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> D
         t = managed.dl_tensor
         got = _np_dtype(t.dtype)
         shape = tuple(t.shape[k] for k in range(t.ndim))
-        if got != dtype:
-            name = got.name if got is not None else f"DLPack type code {t.dtype.code}, {t.dtype.bits} bits"
-            raise DTypeError(f"{label}: the device array has dtype {name}, the input is {dtype.name} "
-                             "(cast it on its device first)")
-        if len(shape) != len(static_shape):
-            raise ShapeError(f"{label}: the device array has rank {len(shape)} (shape {shape}), the input "
-                             f"{len(static_shape)}")
-        for k, (n, want) in enumerate(zip(shape, static_shape)):
-            if want is not None and n != want:
-                raise ShapeError(f"{label}: dim {k} of the device array is {n}, the input's is {want}")
-        if t.strides:
-            expect, step = [], 1
-            for n in reversed(shape):
-                expect.append(step)
-                step *= n
-            strides = tuple(t.strides[k] for k in range(t.ndim))
-            if any(s != e for s, e, n in zip(strides, reversed(expect), shape) if n > 1):
-                raise ShapeError(f"{label}: the device array is not C-contiguous (strides {strides} in elements); "
-                                 "make it contiguous on its device first")
+        got_name = got.name if got is not None else f"DLPack type code {t.dtype.code}, {t.dtype.bits} bits"
+        strides = tuple(t.strides[k] for k in range(t.ndim)) if t.strides else None
+        _check(label, got, got_name, shape, strides, dtype, static_shape)
         view.ptr, view.shape = int(t.data or 0) + int(t.byte_offset), shape
         return view
     except BaseException:
         view.release()
         raise
+
+
+def _interface_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> DeviceView:
+    """`device_view` for a `__cuda_array_interface__` producer (version 0 to 3)."""
+    cai = obj.__cuda_array_interface__
+    shape = tuple(int(n) for n in cai["shape"])
+    try:
+        got = np.dtype(cai["typestr"])
+    except TypeError:
+        raise DTypeError(f"{label}: the device array's typestr {cai['typestr']!r} is no numpy dtype") from None
+    strides = cai.get("strides")
+    if strides is not None:  # in bytes there, in elements in DLPack
+        if any(s % got.itemsize for s in strides):
+            raise ShapeError(f"{label}: the device array's strides {tuple(strides)} are not whole elements")
+        strides = tuple(s // got.itemsize for s in strides)
+    if cai.get("mask") is not None:
+        raise ShapeError(f"{label}: the device array has a mask; irkit takes unmasked arrays")
+    _check(label, got, got.name, shape, strides, dtype, static_shape)
+    if cai.get("stream") not in (None, 1):  # work pending on another stream: wait for it
+        from irkit.backends import cuda
+        cuda.driver().synchronize()
+    return DeviceView(int(cai["data"][0] or 0), shape, dtype, None, None)
+
+
+def _check(label: str, got: np.dtype | None, got_name: str, shape: tuple, strides: tuple | None, dtype: np.dtype,
+           static_shape: tuple) -> None:
+    """A device array against the input it is given for: dtype, rank, static sizes, and
+    C-contiguity (`strides` in elements; None is C-contiguous)."""
+    if got != dtype:
+        raise DTypeError(f"{label}: the device array has dtype {got_name}, the input is {dtype.name} "
+                         "(cast it on its device first)")
+    if len(shape) != len(static_shape):
+        raise ShapeError(f"{label}: the device array has rank {len(shape)} (shape {shape}), the input "
+                         f"{len(static_shape)}")
+    for k, (n, want) in enumerate(zip(shape, static_shape)):
+        if want is not None and n != want:
+            raise ShapeError(f"{label}: dim {k} of the device array is {n}, the input's is {want}")
+    if strides:
+        expect, step = [], 1
+        for n in reversed(shape):
+            expect.append(step)
+            step *= n
+        if any(s != e for s, e, n in zip(strides, reversed(expect), shape) if n > 1):
+            raise ShapeError(f"{label}: the device array is not C-contiguous (strides {strides} in elements); "
+                             "make it contiguous on its device first")

@@ -85,12 +85,13 @@ SAFE_CELL_GLOBAL = "irkit_safe_cell"
 
 
 class Kernel:
-    """A kernel of the device module, as the launcher needs it."""
+    """A kernel of the device module, as the launcher needs it: its name, what it does, and
+    the byte size of each parameter (a launcher that packs them into one buffer needs them)."""
 
-    __slots__ = ("name", "kind")
+    __slots__ = ("name", "kind", "param_sizes")
 
-    def __init__(self, name: str, kind: str) -> None:
-        self.name, self.kind = name, kind
+    def __init__(self, name: str, kind: str, param_sizes: tuple[int, ...] = ()) -> None:
+        self.name, self.kind, self.param_sizes = name, kind, param_sizes
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, {self.kind!r})"
@@ -166,7 +167,8 @@ class DeviceTranslator(Translator):
     def new_kernel(self, name: str, params: list[ir.Type], kind: str) -> ir.Function:
         fn = ir.Function(self.llmod, ir.FunctionType(ir.VoidType(), params), name)
         fn.calling_convention = "ptx_kernel"
-        self.kernels.append(Kernel(name, kind))
+        sizes = tuple(8 if isinstance(t, ir.PointerType) else _byte_size(t) for t in params)
+        self.kernels.append(Kernel(name, kind, sizes))
         return fn
 
     def safe_cell(self) -> ir.GlobalVariable:
@@ -267,6 +269,15 @@ class DeviceTranslator(Translator):
 def device_global_name(name: str) -> str:
     """A memref.global's name in the device module (PTX names allow only [A-Za-z0-9_$])."""
     return re.sub(r"[^A-Za-z0-9_$]", "_", name) + "_dev"
+
+
+def _byte_size(t: ir.Type) -> int:
+    """The bytes a scalar kernel parameter takes (its alignment too)."""
+    if isinstance(t, ir.IntType):
+        return max(t.width // 8, 1)
+    if isinstance(t, (ir.FloatType, ir.DoubleType)):
+        return 4 if isinstance(t, ir.FloatType) else 8
+    raise CompileError(f"a GPU kernel parameter of type {t} has no launch layout")
 
 
 def _param_types(x) -> list[ir.Type]:

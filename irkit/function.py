@@ -357,7 +357,7 @@ class Function:
         try:
             arrays = []
             for k, a in enumerate(args[:n]):
-                if dlpack.on_device(a):  # a framework's GPU tensor, by DLPack: used in place
+                if dlpack.on_device(a):  # a GPU tensor (DLPack, CUDA Array Interface): used in place
                     v = self.inputs[k]
                     views.append(dlpack.device_view(a, f"input {self._label(k)}", v.dtype, v.static_shape))
                     arrays.append(views[-1])
@@ -366,7 +366,7 @@ class Function:
             # shared variables: a value a cuda function left on the device stays there
             arrays += [a if isinstance(a, dlpack.DeviceArray) else np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"])
                        for a in args[n:]]
-            # device arrays in, device arrays out (DLPack); numpy in, numpy out
+            # device arrays in, device arrays out; numpy in, numpy out
             out = self._cuda.run(arrays, self._raise, device_out=bool(views))
         finally:
             for view in views:

@@ -1,8 +1,12 @@
 /* A test double for libcuda.so.1 (NOT a GPU), after notes/ptx-gpu/fake_libcuda.c: device
  * memory is host memory, modules are the PTX text, and cuLaunchKernel runs nothing but
- * writes one line to $FAKE_CUDA_LOG: the kernel's name, grid, block and each parameter
- * (read with the sizes the PTX declares), so tests can check how launches are packed.
- * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU.
+ * writes to $FAKE_CUDA_LOG the context it runs in and a line with the kernel's name, grid,
+ * block and each parameter (read with the sizes the PTX declares), so tests can check how
+ * launches are packed.
+ * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU. As the real driver, it keeps a
+ * current context per thread: memory, module and launch calls made on a thread with none
+ * fail with CUDA_ERROR_INVALID_CONTEXT. Launch parameters come as the void** list or, as
+ * pycuda gives them, one packed buffer in `extra`.
  * cuGetProcAddress_v2 hands out these functions by name, as NVIDIA's cuda-bindings asks for
  * them (the base name; the _v2 variant where there is one).
  * Build: cc -shared -fPIC -o libcuda.so.1 fake_libcuda.c
@@ -15,7 +19,15 @@
 #include <string.h>
 
 typedef int CUresult;
-enum { OK = 0, ERR_INVALID_VALUE = 1, ERR_NO_DEVICE = 100, ERR_INVALID_IMAGE = 200, ERR_NOT_FOUND = 500 };
+enum { OK = 0, ERR_INVALID_VALUE = 1, ERR_NO_DEVICE = 100, ERR_INVALID_IMAGE = 200, ERR_INVALID_CONTEXT = 201,
+       ERR_NOT_FOUND = 500 };
+
+/* the calling thread's current context, and a stack under it (cuCtxPush/PopCurrent) */
+static __thread void *ctx_stack[16];
+static __thread int ctx_depth;
+#define CURRENT (ctx_depth ? ctx_stack[ctx_depth - 1] : NULL)
+#define NEED_CONTEXT do { if (!CURRENT) return ERR_INVALID_CONTEXT; } while (0)
+
 
 typedef struct { char *ptx; char *names[64]; void *globals[64]; int n; } Module;
 typedef struct { Module *mod; char name[256]; } Function;
@@ -44,10 +56,42 @@ CUresult cuDeviceGet(int *dev, int ordinal) { *dev = ordinal; return ordinal == 
 CUresult cuDeviceGetAttribute(int *v, int attr, int dev) { (void)dev; *v = attr == 75 ? 9 : 0; return OK; }
 CUresult cuDeviceGetName(char *name, int len, int dev) { (void)dev; snprintf(name, len, "fake device"); return OK; }
 CUresult cuDevicePrimaryCtxRetain(void **ctx, int dev) { (void)dev; *ctx = (void *)0x1; return OK; }
-CUresult cuCtxSetCurrent(void *ctx) { (void)ctx; return OK; }
-CUresult cuCtxSynchronize(void) { return OK; }
+CUresult cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; return OK; }
+CUresult cuDeviceComputeCapability(int *major, int *minor, int dev) { (void)dev; *major = 9; *minor = 0; return OK; }
+CUresult cuDeviceTotalMem_v2(size_t *bytes, int dev) { (void)dev; *bytes = (size_t)1 << 34; return OK; }
+CUresult cuCtxSetCurrent(void *ctx) {
+    if (!ctx) { ctx_depth = 0; return OK; }
+    if (ctx_depth) ctx_stack[ctx_depth - 1] = ctx; else ctx_stack[ctx_depth++] = ctx;
+    return OK;
+}
+CUresult cuCtxGetCurrent(void **ctx) { *ctx = CURRENT; return OK; }
+CUresult cuCtxPushCurrent_v2(void *ctx) {
+    if (!ctx || ctx_depth == 16) return ERR_INVALID_VALUE;
+    ctx_stack[ctx_depth++] = ctx;
+    return OK;
+}
+CUresult cuCtxPopCurrent_v2(void **ctx) {
+    NEED_CONTEXT;
+    void *top = ctx_stack[--ctx_depth];
+    if (ctx) *ctx = top;
+    return OK;
+}
+/* a context of its own (pycuda's make_context), current once made, as the driver does */
+CUresult cuCtxCreate_v4(void **ctx, void *params, unsigned flags, int dev) {
+    (void)params; (void)flags; (void)dev;
+    static uintptr_t next = 0x100;
+    *ctx = (void *)(next++);
+    return cuCtxPushCurrent_v2(*ctx);
+}
+CUresult cuCtxDetach(void *ctx) {
+    if (ctx_depth && ctx_stack[ctx_depth - 1] == ctx) ctx_depth--;
+    return OK;
+}
+CUresult cuCtxGetDevice(int *dev) { NEED_CONTEXT; *dev = 0; return OK; }
+CUresult cuCtxSynchronize(void) { NEED_CONTEXT; return OK; }
 
 CUresult cuModuleLoadData(void **mod, const void *image) {
+    NEED_CONTEXT;
     const char *s = (const char *)image;
     if (!strstr(s, ".version") || !strstr(s, ".target")) return ERR_INVALID_IMAGE;
     Module *m = calloc(1, sizeof *m);
@@ -56,6 +100,11 @@ CUresult cuModuleLoadData(void **mod, const void *image) {
     logf_("load %zu\n", strlen(s));
     return OK;
 }
+CUresult cuModuleLoadDataEx(void **mod, const void *image, unsigned n, void *options, void **values) {
+    (void)n; (void)options; (void)values;
+    return cuModuleLoadData(mod, image);
+}
+CUresult cuModuleUnload(void *mod) { (void)mod; return OK; }  /* kept: functions may outlive it here */
 CUresult cuModuleGetFunction(void **fn, void *mod, const char *name) {
     Module *m = mod;
     char pat[300];
@@ -82,6 +131,7 @@ CUresult cuModuleGetGlobal_v2(uint64_t *ptr, size_t *size, void *mod, const char
     return OK;
 }
 CUresult cuMemAlloc_v2(uint64_t *p, size_t n) {
+    NEED_CONTEXT;
     void *q = malloc(n);
     if (!q) return 2;  /* CUDA_ERROR_OUT_OF_MEMORY */
     memset(q, 0, n);
@@ -89,18 +139,27 @@ CUresult cuMemAlloc_v2(uint64_t *p, size_t n) {
     logf_("alloc %zu 0x%llx\n", n, (unsigned long long)*p);
     return OK;
 }
-CUresult cuMemFree_v2(uint64_t p) { logf_("free 0x%llx\n", (unsigned long long)p); free((void *)(uintptr_t)p); return OK; }
+CUresult cuMemFree_v2(uint64_t p) {
+    NEED_CONTEXT; logf_("free 0x%llx\n", (unsigned long long)p); free((void *)(uintptr_t)p); return OK; }
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+    NEED_CONTEXT;
+    *free_bytes = *total = (size_t)1 << 34;
+    return OK;
+}
 CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) {
+    NEED_CONTEXT;
     logf_("htod %zu 0x%llx\n", n, (unsigned long long)dst);
     memcpy((void *)(uintptr_t)dst, src, n);
     return OK;
 }
 CUresult cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) {
+    NEED_CONTEXT;
     logf_("dtoh %zu 0x%llx\n", n, (unsigned long long)src);
     memcpy(dst, (void *)(uintptr_t)src, n);
     return OK;
 }
 CUresult cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t n) {
+    NEED_CONTEXT;
     memmove((void *)(uintptr_t)dst, (void *)(uintptr_t)src, n);
     return OK;
 }
@@ -121,17 +180,38 @@ static int param_sizes(const Function *f, int *sizes, int max) {
     return n;
 }
 
+enum { LAUNCH_PARAM_END = 0, LAUNCH_PARAM_BUFFER_POINTER = 1, LAUNCH_PARAM_BUFFER_SIZE = 2 };
+
 CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned shmem, void *stream, void **params, void **extra) {
-    (void)gz; (void)bz; (void)shmem; (void)stream; (void)extra;
+    (void)gz; (void)bz; (void)shmem; (void)stream;
+    NEED_CONTEXT;
     Function *f = fn;
     if (!f || gx == 0 || gy == 0 || bx == 0 || by == 0 || bx * by > 1024) return ERR_INVALID_VALUE;
+    if ((params == NULL) == (extra == NULL)) return ERR_INVALID_VALUE;  /* exactly one of the two */
+    const char *buffer = NULL;
+    size_t buffer_size = 0;
+    for (void **e = extra; e && (uintptr_t)e[0] != LAUNCH_PARAM_END; e += 2) {
+        if ((uintptr_t)e[0] == LAUNCH_PARAM_BUFFER_POINTER) buffer = e[1];
+        else if ((uintptr_t)e[0] == LAUNCH_PARAM_BUFFER_SIZE) buffer_size = *(size_t *)e[1];
+        else return ERR_INVALID_VALUE;
+    }
+    if (extra && !buffer) return ERR_INVALID_VALUE;
     int sizes[128];
     int n = param_sizes(f, sizes, 128);
+    logf_("context %p\n", CURRENT);
     logf_("launch %s %u %u %u %u", f->name, gx, gy, bx, by);
+    size_t offset = 0;
     for (int i = 0; i < n; i++) {
         unsigned long long v = 0;
-        memcpy(&v, params[i], sizes[i]);
+        if (buffer) {  /* each parameter at its natural alignment, as the kernel's layout has it */
+            offset = (offset + sizes[i] - 1) / sizes[i] * sizes[i];
+            if (offset + sizes[i] > buffer_size) return ERR_INVALID_VALUE;
+            memcpy(&v, buffer + offset, sizes[i]);
+            offset += sizes[i];
+        } else {
+            memcpy(&v, params[i], sizes[i]);
+        }
         logf_(" %llu", v);
     }
     logf_("\n");
@@ -139,9 +219,11 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
 }
 CUresult cuGetErrorName(CUresult e, const char **s) {
     *s = e == ERR_INVALID_IMAGE ? "CUDA_ERROR_INVALID_IMAGE" : e == ERR_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND"
-       : e == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : "CUDA_ERROR_FAKE";
+       : e == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : e == ERR_INVALID_CONTEXT ? "CUDA_ERROR_INVALID_CONTEXT"
+       : e == 801 ? "CUDA_ERROR_NOT_SUPPORTED" : "CUDA_ERROR_FAKE";
     return OK;
 }
+CUresult cuGetErrorString(CUresult e, const char **s) { return cuGetErrorName(e, s); }
 CUresult cuDriverGetVersion(int *version) { *version = 13000; return OK; }
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version, uint64_t flags, int *status) {
     (void)version; (void)flags;

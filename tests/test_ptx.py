@@ -215,22 +215,60 @@ def fake_libcublas(fake_libcuda):
     return out
 
 
-LAUNCHERS = ["ctypes", "cuda-bindings"]
+LAUNCHERS = ["ctypes", "cuda-bindings", "pycuda"]
+
+
+def _pycuda_driver_module() -> str:
+    """The path of pycuda's compiled driver module, without importing it (it links libcuda)."""
+    import importlib.util
+    spec = importlib.util.find_spec("pycuda")
+    if spec is None:
+        assert not os.environ.get("IRKIT_CI_PYCUDA"), ".ci/run built pycuda, but the tests do not find it"
+        pytest.skip("pycuda not installed (a source build against a CUDA toolkit; .ci/run builds it where "
+                    "the toolkit's headers are)")
+    found = [f for d in spec.submodule_search_locations for f in os.listdir(d) if f.startswith("_driver.")]
+    assert found, f"pycuda at {spec.submodule_search_locations} has no _driver extension"
+    return os.path.join(spec.submodule_search_locations[0], found[0])
+
+
+def _fake_for_pycuda(lib: str) -> str:
+    """The fake driver for pycuda, whose extension binds every driver function it names when
+    it loads: the fake's own, and for the rest stubs that answer CUDA_ERROR_NOT_SUPPORTED."""
+    out = os.path.join(os.path.dirname(lib), "pycuda", "libcuda.so.1")
+    if os.path.exists(out):
+        return out
+    nm = shutil.which("nm")
+    assert nm, "nm (binutils) lists the driver functions pycuda's extension needs"
+    def symbols(path, *flags):
+        listing = subprocess.run([nm, "-D", *flags, path], capture_output=True, text=True, check=True).stdout
+        return {line.split()[-1] for line in listing.splitlines() if line.split()[-1].startswith("cu")}
+    missing = symbols(_pycuda_driver_module(), "--undefined-only") - symbols(lib, "--defined-only")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    stubs = os.path.join(os.path.dirname(out), "stubs.c")
+    with open(stubs, "w") as f:
+        f.writelines(f"int {name}(void) {{ return 801; }}\n" for name in sorted(missing))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", out, os.path.join(HERE, "fake_libcuda.c"), stubs], check=True)
+    return out
 
 
 def _run_with(lib: str, code: str, tmp_path, launcher: str = "ctypes", **env) -> tuple[str, list[str]]:
     """Run `code` in a new process whose CUDA driver is the fake `lib`, reached through the
-    ctypes launcher (IRKIT_LIBCUDA names the file) or cuda-bindings (which finds
+    ctypes launcher (IRKIT_LIBCUDA names the file), cuda-bindings or pycuda (which find
     libcuda.so.1 on the loader's path); the output and the fake driver's log."""
     log = tmp_path / "cuda.log"
     log.write_text("")
-    full = dict(os.environ, FAKE_CUDA_LOG=str(log), IRKIT_CUDA_DRIVER=launcher, **env)
+    full = dict(os.environ, FAKE_CUDA_LOG=str(log), IRKIT_CUDA_DRIVER=launcher)
+    full.update(env)
     if "IRKIT_LIBCUBLAS" not in env:  # never a real cuBLAS (from a wheel here) on the fake driver
         full["IRKIT_CUBLAS"] = "0"
     if launcher == "ctypes":
         full["IRKIT_LIBCUDA"] = lib
     else:
-        pytest.importorskip("cuda.bindings.driver", reason="cuda-bindings not installed (pip install irkit[cuda])")
+        if launcher == "pycuda":
+            lib = _fake_for_pycuda(lib) if os.path.exists(lib) else lib
+        else:
+            pytest.importorskip("cuda.bindings.driver", reason="cuda-bindings not installed (pip install irkit[cuda])")
         full.pop("IRKIT_LIBCUDA", None)
         full["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [os.path.dirname(lib), full.get("LD_LIBRARY_PATH")]))
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full)
@@ -366,6 +404,134 @@ def test_device_arrays_in_and_out_by_dlpack(fake_libcuda, tmp_path, launcher):
     assert all(k > last_launch for k, ln in enumerate(log) if ln == f"free {hex(input_ptr)}")  # not the caller's
 
 
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_device_arrays_in_by_the_cuda_array_interface(fake_libcuda, tmp_path, launcher):
+    """A `__cuda_array_interface__` producer (pycuda's GPUArray, numba's device arrays) is
+    used in place like a DLPack one; DeviceArrays export the interface; bad layouts named."""
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        from irkit.backends.dlpack import DeviceArray
+        x = ik.matrix("x", "float32")
+        f = ik.function([x], x + 1, target="cuda")
+        d = DeviceArray.from_numpy(np.ones((3, 5), np.float32))
+        class Producer:
+            def __init__(self, **changes):
+                self.__cuda_array_interface__ = dict(d.__cuda_array_interface__, **changes)
+        print(d.__cuda_array_interface__ == {"shape": (3, 5), "typestr": "<f4", "data": (d.ptr, False),
+                                             "strides": None, "version": 3, "stream": None})
+        y = f(Producer())
+        print(type(y).__name__, y.shape, y.__cuda_array_interface__["data"][0] != d.ptr)
+        print(type(f(Producer(strides=(20, 4)))).__name__)  # C-contiguous strides, in bytes
+        for bad in (dict(strides=(4, 12)), dict(typestr="<f8"), dict(shape=(15,)), dict(mask=(1, False)),
+                    dict(strides=(20, 3))):
+            try:
+                f(Producer(**bad))
+            except (ik.DTypeError, ik.ShapeError) as e:
+                print(type(e).__name__, str(e).split(":", 1)[1].strip())
+        f(Producer(stream=7))  # work pending on the producer's stream: waited for
+    """, tmp_path, launcher)
+    lines = out.splitlines()
+    assert lines[:3] == ["True", "DeviceArray (3, 5) True", "DeviceArray"], out
+    assert lines[3:] == [
+        "ShapeError the device array is not C-contiguous (strides (1, 3) in elements); make it contiguous on its "
+        "device first",
+        "DTypeError the device array has dtype float64, the input is float32 (cast it on its device first)",
+        "ShapeError the device array has rank 1 (shape (15,)), the input 2",
+        "ShapeError the device array has a mask; irkit takes unmasked arrays",
+        "ShapeError the device array's strides (20, 3) are not whole elements"], out
+    assert len([ln for ln in log if ln.startswith("htod 60")]) == 1, log  # from_numpy's, not the calls'
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_calls_from_any_thread_run_in_irkits_context_and_leave_the_threads_own(fake_libcuda, tmp_path, launcher):
+    """The driver's current context is per thread: a call from a thread that never made one
+    current still runs (in irkit's context), and a thread whose own context is current gets
+    it back after the call."""
+    lib = fake_libcuda if launcher != "pycuda" else _fake_for_pycuda(fake_libcuda)
+    out, log = _run_with(fake_libcuda, f"""
+        import ctypes, threading
+        import numpy as np, irkit as ik
+        from irkit.backends.dlpack import DeviceArray
+        cu = ctypes.CDLL({lib!r})
+        def current():
+            ctx = ctypes.c_void_p()
+            cu.cuCtxGetCurrent(ctypes.byref(ctx))
+            return ctx.value
+        x = ik.vector("x", "float32")
+        f = ik.function([x], x * 3, target="cuda")
+        f(np.ones(4, np.float32))
+        print("main", current())
+        def worker(own):
+            if own:
+                cu.cuCtxPushCurrent_v2(ctypes.c_void_p(0x7777))
+            y = f(np.ones(5, np.float32))
+            keep = DeviceArray.from_numpy(np.ones(6, np.float32))
+            del keep  # freed on this thread too
+            print("worker", y.shape, current())
+        for own in (False, True):
+            t = threading.Thread(target=worker, args=(own,))
+            t.start()
+            t.join()
+    """, tmp_path, launcher)
+    assert out.split("\n")[:3] == ["main None", "worker (5,) None", f"worker (5,) {0x7777}"], out
+    assert {ln for ln in log if ln.startswith("context")} == {"context 0x1"}  # the primary context's
+
+
+def test_without_cuda_bindings_pycuda_launches_and_without_a_driver_says_so(fake_libcuda, tmp_path):
+    """The launcher's choice with nothing asked: pycuda when cuda-bindings is missing (a
+    package named `cuda` without `bindings` stands in for that); where libcuda.so.1 is
+    missing pycuda cannot even import, and the first call says what is missing."""
+    blocker = tmp_path / "no-bindings" / "cuda"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("")
+    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
+    code = """
+        import numpy as np, irkit as ik
+        from irkit.backends import cuda
+        x = ik.vector("x", "float32")
+        f = ik.function([x], x * 2, target="cuda")
+        try:
+            print(f(np.ones(3, np.float32)).shape, cuda.driver().launcher)
+        except ik.DeviceError as e:
+            print("DeviceError:", e)
+    """
+    out, log = _run_with(fake_libcuda, code, tmp_path, "pycuda", IRKIT_CUDA_DRIVER="", PYTHONPATH=path)
+    assert out.strip() == "(3,) pycuda", out
+    out, _ = _run_with(str(tmp_path / "missing" / "libcuda.so.1"), code, tmp_path, "pycuda", IRKIT_CUDA_DRIVER="",
+                       PYTHONPATH=path)
+    assert out.startswith("DeviceError: no CUDA driver: libcuda.so.1: cannot open"), out
+
+
+def test_pycuda_programs_share_their_context_and_arrays_with_irkit(fake_libcuda, fake_libcublas, tmp_path):
+    """A program that made its own pycuda context: irkit picks pycuda to launch, runs in that
+    context, takes its GPUArrays in place and gives back arrays pycuda reads."""
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        import pycuda.driver as cu
+        import pycuda.gpuarray as gpuarray
+        cu.init()
+        ctx = cu.Device(0).make_context()
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)
+        A, B = ik.matrix("A", "float32"), ik.matrix("B", "float32")
+        f = ik.function([A, B], [A @ B, ik.sum(A, axis=1)], target="cuda")
+        ga, gb = gpuarray.to_gpu(a), gpuarray.to_gpu(b)
+        y, _ = f(ga, gb)
+        from irkit.backends import cuda
+        print(cuda.driver().launcher, hex(ctx.handle))
+        back = np.empty(y.shape, y.dtype)
+        cu.memcpy_dtoh(back, y.__cuda_array_interface__["data"][0])
+        print(np.allclose(back, a @ b, rtol=1e-5))
+        print(np.allclose(f(a, b)[0], a @ b, rtol=1e-5))
+        del y
+        ctx.pop()
+    """, tmp_path, "pycuda", IRKIT_CUDA_DRIVER="auto", IRKIT_LIBCUBLAS=fake_libcublas)
+    launcher, handle = out.split()[:2]
+    assert (launcher, out.split()[2:]) == ("pycuda", ["True", "True"]), out
+    assert {ln for ln in log if ln.startswith("context")} == {f"context {handle}"}, log
+    assert len([ln for ln in log if ln.startswith("htod 48")]) == 2, log  # pycuda's to_gpu, then the numpy call
+
+
 def test_gpu_benchmark_script_runs_against_the_fake_driver(fake_libcuda, tmp_path):
     """benchmarks/gpu.py, the run prepared for a lent device, end to end on the fake driver
     (which runs no kernel, so its numeric checks are skipped here: plumbing only)."""
@@ -412,20 +578,26 @@ def test_products_go_to_cublas_with_the_row_major_operands_swapped(fake_libcuda,
     assert not any(line.startswith("launch irkit_gemm") for line in log)  # the tiled kernel is not used
 
 
-def test_without_cublas_products_launch_the_tiled_kernel(fake_libcuda, tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_without_cublas_products_launch_the_tiled_kernel(fake_libcuda, tmp_path, launcher):
     _, log = _run_with(fake_libcuda, """
         import numpy as np, irkit as ik
         A = ik.matrix("A", "float32")
-        ik.function([A], A @ A, target="cuda")(np.ones((20, 20), np.float32))
-    """, tmp_path, IRKIT_CUBLAS="0")
+        ik.function([A], A @ A.T, target="cuda")(np.ones((20, 30), np.float32))
+    """, tmp_path, launcher, IRKIT_CUBLAS="0")
     launch = next(line.split() for line in log if line.startswith("launch irkit_gemm_f32"))
     assert launch[2:6] == ["2", "2", "16", "16"]  # 20 x 20 in 16 x 16 tiles
+    # (ta, tb) are bytes, alpha and beta float32 between 8-byte fields: what pycuda's packed
+    # buffer must place at their alignments as the list form does
+    ta, tb, m, n, k, alpha, _a, _offa, lda, _b, _offb, ldb, beta = (int(p) for p in launch[6:19])
+    assert (ta, tb, m, n, k, lda, ldb) == (0, 1, 20, 20, 30, 30, 30)
+    assert alpha == int.from_bytes(np.float32(1.0).tobytes(), "little") and beta == 0
 
 
 def test_an_unknown_launcher_is_named(monkeypatch):
     from irkit.backends import cuda
-    monkeypatch.setenv("IRKIT_CUDA_DRIVER", "pycuda")
-    with pytest.raises(ik.DeviceError, match=r"IRKIT_CUDA_DRIVER='pycuda'.*'cuda-bindings' or 'ctypes'"):
+    monkeypatch.setenv("IRKIT_CUDA_DRIVER", "opencl")
+    with pytest.raises(ik.DeviceError, match=r"IRKIT_CUDA_DRIVER='opencl'.*'cuda-bindings', 'pycuda', 'ctypes'"):
         cuda._open_driver()
 
 
