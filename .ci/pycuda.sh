@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds pycuda, which irkit supports as a GPU launcher, for the CI's tests: pycuda is a
 # source build against a CUDA toolkit's headers (no wheel on PyPI), so it cannot be in the
-# README's `.[test]` extra. Prints a directory to put on PYTHONPATH (pycuda and its pure-
-# Python dependencies, numpy left to the venv), or nothing where no toolkit is found.
-# Built once per pycuda and Python version, then kept in ~/.cache/irkit-ci (about 3 minutes
+# README's `.[test]` extra. Prints a directory to put on PYTHONPATH (pycuda and what
+# pycuda.gpuarray imports, none of which the README's install brings, so pip sees the venv as
+# it is), or nothing where no toolkit is found.
+# Built once per pycuda and Python version, then kept in ~/.cache/irkit-ci (about 1 minute
 # on 2 cores; the tests run it against their fake libcuda.so.1, as they do the other launchers).
 set -euo pipefail
 version=2026.1
@@ -16,7 +17,9 @@ done
 
 python=${PYTHON:-python3}
 tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-site="${XDG_CACHE_HOME:-$HOME/.cache}/irkit-ci/pycuda-$version-$tag"
+# keyed by this script too: a change to what it installs builds afresh
+key=$(cksum < "$0" | cut -d' ' -f1)
+site="${XDG_CACHE_HOME:-$HOME/.cache}/irkit-ci/pycuda-$version-$tag-$key"
 if [ -f "$site/.complete" ]; then echo "$site"; exit 0; fi
 
 work=$(mktemp -d)

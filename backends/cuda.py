@@ -529,6 +529,13 @@ def _open_driver() -> _Launcher:
         return drv
 
 
+def known_sm() -> str:
+    """The SM kernels are built for: the device's own where the driver is open (never opened
+    here: compiling needs no device), else sm_80."""
+    from irkit.backends import ptx
+    return ptx.sm_for(_driver.sm if _driver is not None else None)
+
+
 def driver() -> _Launcher:
     """The process's launcher, opened on first use; DeviceError when there is none."""
     global _driver
@@ -757,9 +764,9 @@ class CudaRunner:
     the variable holds it, and a new value a call makes stays there too (the variable holds
     a DeviceArray, copied to the host only when something reads it there)."""
 
-    def __init__(self, program, ptx: str, entry: str, result_specs: list[tuple[np.dtype, int]],
+    def __init__(self, program, ptx: str, sm: str, entry: str, result_specs: list[tuple[np.dtype, int]],
                  n_shared: int, updated: dict[int, int]) -> None:
-        self.program, self.ptx, self.entry_name = program, ptx, entry
+        self.program, self.ptx, self.sm, self.entry_name = program, ptx, sm, entry
         self.result_specs = result_specs
         self.n_shared = n_shared
         self.updated = updated  # result index -> the shared slot it becomes the new value of
@@ -771,6 +778,10 @@ class CudaRunner:
 
     def _load(self) -> LoadedProgram:
         if self.loaded is None:
+            sm = known_sm()
+            if sm != self.sm:  # compiled before the device was known: built again for its SM
+                from irkit.backends import ptx
+                self.ptx, self.sm = ptx.emit_ptx(self.program.device, sm), sm
             self.loaded = LoadedProgram(self.program, self.ptx, self.entry_name)
         return self.loaded
 

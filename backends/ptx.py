@@ -55,6 +55,10 @@ from irkit.errors import CompileError
 TRIPLE = "nvptx64-nvidia-cuda"
 DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
 DEFAULT_SM = "sm_80"  # one build serves Ampere and newer (they JIT it)
+# the SMs from Ampere on that LLVM 22's NVPTX target emits for (a device's own SM is used
+# when it is one of these; a newer one JITs the sm_80 build)
+KNOWN_SMS = frozenset({"sm_80", "sm_86", "sm_87", "sm_88", "sm_89", "sm_90", "sm_100", "sm_103",
+                       "sm_110", "sm_120", "sm_121"})
 GPTR = ir.PointerType(addrspace=1)
 SPTR = ir.PointerType(addrspace=3)
 BLOCK = 256           # threads a block for 1-d kernels
@@ -521,6 +525,12 @@ def target_machine(sm: str = DEFAULT_SM) -> llvm.TargetMachine:
     llvm.initialize_all_asmprinters()
     # features="": LLVM picks the lowest PTX ISA for the SM, which older drivers accept
     return llvm.Target.from_triple(TRIPLE).create_target_machine(cpu=sm, features="", opt=3)
+
+
+def sm_for(device_sm: str | None) -> str:
+    """The SM to build for: the device's own when known (LLVM schedules for it and may use
+    its instructions), else sm_80."""
+    return device_sm if device_sm in KNOWN_SMS else DEFAULT_SM
 
 
 def emit_ptx(device: ir.Module, sm: str = DEFAULT_SM) -> str:

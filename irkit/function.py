@@ -341,12 +341,13 @@ class Function:
         t0 = time.perf_counter()
         program = ptx.translate(module)
         self.messages = program.messages
-        text = ptx.emit_ptx(program.device)
+        sm = cuda.known_sm()  # the device's own where a call has opened the driver, else sm_80
+        text = ptx.emit_ptx(program.device, sm)
         t["ptx"] = time.perf_counter() - t0
         results = [(dtype_of(v.type), len(v.type.get_shape())) for v in (o.value for o in self._graph_outputs)]
         shared_slot = {id(s): k for k, s in enumerate(self.shared)}
         updated = {len(self.outputs) + j: shared_slot[id(s)] for j, (s, _) in enumerate(self.updates)}
-        self._cuda = cuda.CudaRunner(program, text, _symbol(self.name), results, len(self.shared), updated)
+        self._cuda = cuda.CudaRunner(program, text, sm, _symbol(self.name), results, len(self.shared), updated)
 
     def _call_cuda(self, args: tuple) -> list:
         n = len(self.inputs)
@@ -527,7 +528,8 @@ class Function:
     # -- looking inside -------------------------------------------------------------
     def ir(self, stage: str = "loops") -> str:
         """The text of one level: "autodiff" (the graph as built), "tensor" (after autodiff and
-        rewrites), "fused", "loops", "llvm" or "ptx" (the kernels for an NVIDIA GPU, sm_80)."""
+        rewrites), "fused", "loops", "llvm" or "ptx" (the kernels for an NVIDIA GPU: for sm_80, or
+        for the device's own SM once a call has found the device)."""
         if stage not in ("autodiff", "tensor", "fused", "loops", "llvm", "llvm-unoptimized", "ptx"):
             raise ValueError(f"unknown stage {stage!r}; stages are autodiff (as built, derivatives not yet "
                              "taken), tensor, fused, loops, llvm, ptx")

@@ -97,7 +97,10 @@ CUresult cuModuleLoadData(void **mod, const void *image) {
     Module *m = calloc(1, sizeof *m);
     m->ptx = strdup(s);
     *mod = m;
-    logf_("load %zu\n", strlen(s));
+    char target[32] = "?";
+    const char *t = strstr(s, ".target ");
+    if (t) sscanf(t + 8, "%31[a-z_0-9]", target);
+    logf_("load %zu %s\n", strlen(s), target);
     return OK;
 }
 CUresult cuModuleLoadDataEx(void **mod, const void *image, unsigned n, void *options, void **values) {

@@ -131,6 +131,19 @@ def test_a_graph_with_scan_assembles(tmp_path):
     assemble(f.ir("ptx"), tmp_path)
 
 
+@need_ptxas
+@pytest.mark.parametrize("sm", sorted(ptx.KNOWN_SMS, key=lambda s: int(s[3:])))
+def test_each_sm_a_device_may_report_gets_ptx_its_ptxas_accepts(sm, tmp_path):
+    """Kernels are built for the device's own SM where it is one LLVM knows: elementwise
+    math (libdevice), full and row reductions (shuffles, atomics), a product, float64."""
+    x, y = ik.matrix("x", "float32"), ik.vector("y", "float64")
+    outs = [ik.tanh(x) * ik.exp(-x), ik.sum(x), ik.max(x, axis=1), x @ x.T, ik.log1p(y * y), ik.sum(y)]
+    program = ptx.translate(ik.function([x, y], outs, name="sms")._gpu_loops())
+    text = ptx.emit_ptx(program.device, sm)
+    assert f".target {sm}" in text
+    assemble(text, tmp_path, archs=(sm,))
+
+
 # -- transcendentals without libdevice ---------------------------------------------------------
 
 def _ulp_error(got: np.ndarray, want: np.ndarray) -> float:
@@ -296,6 +309,25 @@ def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path, laun
     assert x_ptr in params and params[-3:] == [0, 7, 1]  # x, then lb, ub, step
     frees = {int(line.split()[1], 16) for line in log if line.startswith("free")}
     assert x_ptr in frees
+
+
+def test_kernels_are_built_for_the_devices_own_sm_once_it_is_known(fake_libcuda, tmp_path):
+    """Compiled before any call, a function's PTX is for sm_80; its first call finds the
+    device (the fake one is 9.0) and loads PTX built for sm_90; a function compiled once the
+    driver is open is built for sm_90 at once."""
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        x = ik.vector("x", "float32")
+        f = ik.function([x], ik.exp(x), target="cuda")
+        print(f.ir("ptx").count(".target sm_80"))
+        f(np.ones(3, np.float32))
+        print(f.ir("ptx").count(".target sm_90"))
+        g = ik.function([x], ik.log(x), target="cuda")
+        print(g.ir("ptx").count(".target sm_90"))  # before its first call
+        g(np.ones(3, np.float32))
+    """, tmp_path)
+    assert out.split() == ["1", "1", "1"], out
+    assert [ln.split()[2] for ln in log if ln.startswith("load")] == ["sm_90", "sm_90"], log
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
