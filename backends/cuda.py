@@ -42,28 +42,37 @@ class _Launcher:
     """What every launcher shares: the context its calls run in.
 
     irkit's context (the device's primary context, or the pycuda context current when the
-    launcher opened) is made current for the length of each call into the driver and the
-    previous one restored after, as libraries sharing a thread with others should: a call
-    works from any thread, and leaves the thread's own context as it found it. A function
-    call holds it once for all of its allocations, copies and launches (`scope`)."""
+    launcher opened) is current for each call into the driver, from any thread. A thread
+    with no context current keeps irkit's after the call, as CUDA's runtime API leaves the
+    primary context (so the next call needs no switch); a thread whose own context is
+    current gets it back after the call, as libraries sharing a thread should. pycuda keeps
+    a stack per thread that must be empty when the thread ends, so through pycuda irkit's
+    context is always popped again. A function call switches once for all of its
+    allocations, copies and launches (`scope`)."""
 
     launcher = ""
     context: object = None
+    leaves_context = True  # may a thread that had no context keep irkit's?
 
     def __init__(self) -> None:
         self._local = threading.local()
 
     def scope(self) -> "_Scope":
-        """`with drv.scope():` the context is current inside (pushed only if it was not)."""
+        """`with drv.scope():` the context is current inside."""
         return _Scope(self)
 
     def _enter(self) -> None:
         local = self._local
         depth = getattr(local, "depth", 0)
         if depth == 0:
-            local.pushed = self._current() != self._handle()
-            if local.pushed:
-                self._push()
+            current = self._current()
+            local.pushed = False
+            if current != self._handle():
+                if current == 0 and self.leaves_context:
+                    self._set_current()
+                else:
+                    self._push()
+                    local.pushed = True
         local.depth = depth + 1
 
     def _exit(self) -> None:
@@ -73,9 +82,10 @@ class _Launcher:
             local.pushed = False
             self._pop()
 
-    # each launcher: the current context's handle, irkit's, and push / pop
+    # each launcher: the current context's handle, irkit's, and set / push / pop
     def _current(self) -> int: raise NotImplementedError
     def _handle(self) -> int: raise NotImplementedError
+    def _set_current(self) -> None: raise NotImplementedError
     def _push(self) -> None: raise NotImplementedError
     def _pop(self) -> None: raise NotImplementedError
 
@@ -96,6 +106,8 @@ class _Scope:
 def _in_context(method):
     """A launcher method that needs irkit's context current."""
     def call(self, *args):
+        if getattr(self._local, "depth", 0):  # inside a call's scope: current already
+            return method(self, *args)
         self._enter()
         try:
             return method(self, *args)
@@ -130,6 +142,7 @@ class Driver(_Launcher):
         self._fn("cuDeviceGetName", c_char_p, c_int, c_int)
         self._fn("cuDevicePrimaryCtxRetain", POINTER(P), c_int)
         self._fn("cuCtxGetCurrent", POINTER(P))
+        self._fn("cuCtxSetCurrent", P)
         self._fn("cuCtxPushCurrent_v2", P)
         self._fn("cuCtxPopCurrent_v2", POINTER(P))
         self._fn("cuCtxSynchronize")
@@ -190,6 +203,9 @@ class Driver(_Launcher):
 
     def _handle(self) -> int:
         return self.context.value
+
+    def _set_current(self) -> None:
+        self.cuCtxSetCurrent(self.context)
 
     def _push(self) -> None:
         self.cuCtxPushCurrent(self.context)
@@ -294,6 +310,9 @@ class BindingsDriver(_Launcher):
     def _handle(self) -> int:
         return int(self.context)
 
+    def _set_current(self) -> None:
+        self._call("cuCtxSetCurrent", self.context)
+
     def _push(self) -> None:
         self._call("cuCtxPushCurrent", self.context)
 
@@ -356,6 +375,7 @@ class PycudaDriver(_Launcher):
     parameter at its own alignment, as the kernel's declared parameters lay it out."""
 
     launcher = "pycuda"
+    leaves_context = False  # pycuda aborts when a thread ends with its context stack not empty
 
     def __init__(self) -> None:
         super().__init__()
