@@ -566,6 +566,101 @@ def driver() -> _Launcher:
     return _driver
 
 
+# -- device memory: a caching pool ----------------------------------------------------------------
+
+class Pool:
+    """Device buffers kept for reuse once freed, by size class, as PyTorch's caching
+    allocator does: a training step allocates the same buffers every call, and cuMemFree
+    waits for the whole device (it would serialise host and GPU at every free) while
+    cuMemAlloc costs microseconds. Reuse is safe because every irkit launch and copy runs
+    in order on the one default stream. A buffer exported by DLPack or the CUDA Array
+    Interface is not reused (`discard`): its consumer's stream may still read it. Freed
+    buffers stay held until an allocation fails for memory (then all are released and the
+    allocation tried again) or `empty_cache()`; `IRKIT_CUDA_POOL=0` turns the pool off."""
+
+    def __init__(self, drv: "_Launcher") -> None:
+        self.drv = drv
+        self.enabled = os.environ.get("IRKIT_CUDA_POOL", "1") != "0"
+        self.size_of: dict[int, int] = {}  # every live or held buffer the pool made -> its bytes
+        self.held: dict[int, list[int]] = {}  # size class -> freed buffers
+        self.held_bytes = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def size_class(nbytes: int) -> int:
+        """512-byte steps to 1 MiB, then steps of an eighth of the power of two below."""
+        if nbytes <= 1 << 20:
+            return max(512, -(-nbytes // 512) * 512)
+        step = 1 << (nbytes.bit_length() - 4)
+        return -(-nbytes // step) * step
+
+    def alloc(self, nbytes: int) -> int:
+        if not self.enabled:
+            return self.drv.alloc(nbytes)
+        size = self.size_class(nbytes)
+        with self.lock:
+            free = self.held.get(size)
+            if free:
+                self.held_bytes -= size
+                return free.pop()
+        try:
+            ptr = self.drv.alloc(size)
+        except DeviceError as e:
+            if "OUT_OF_MEMORY" not in str(e).upper().replace(" ", "_") or not self.held_bytes:
+                raise
+            self.empty()
+            ptr = self.drv.alloc(size)
+        with self.lock:
+            self.size_of[ptr] = size
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        with self.lock:
+            size = self.size_of.get(ptr)
+            if size is not None:
+                self.held.setdefault(size, []).append(ptr)
+                self.held_bytes += size
+                return
+        self.drv.free(ptr)  # not the pool's (made with the pool off)
+
+    def discard(self, ptr: int) -> None:
+        """Free `ptr` to the driver, not for reuse."""
+        with self.lock:
+            self.size_of.pop(ptr, None)
+        self.drv.free(ptr)
+
+    def empty(self) -> None:
+        """Give every held buffer back to the driver."""
+        with self.lock:
+            held = [p for ptrs in self.held.values() for p in ptrs]
+            self.held.clear()
+            self.held_bytes = 0
+            for p in held:
+                del self.size_of[p]
+        for p in held:
+            self.drv.free(p)
+
+
+_pool: Pool | None = None
+
+
+def pool() -> Pool:
+    """The process's pool of device memory (the driver opened on first use)."""
+    global _pool
+    if _pool is None:
+        drv = driver()
+        with _driver_lock:
+            if _pool is None:
+                _pool = Pool(drv)
+    return _pool
+
+
+def empty_cache() -> None:
+    """Give the device memory irkit holds for reuse back to the driver (buffers in use stay)."""
+    if _pool is not None:
+        _pool.empty()
+
+
 # -- cuBLAS ----------------------------------------------------------------------------------------
 
 class Cublas:
@@ -665,13 +760,13 @@ def _guard(default):
 
 @_guard(None)
 def _alloc(n):
-    return driver().alloc(n)
+    return pool().alloc(n)
 
 
 @_guard(None)
 def _free(p):
     if p:
-        driver().free(p)
+        pool().free(p)
 
 
 @_guard(1)
@@ -869,13 +964,13 @@ class CudaRunner:
             k += 1 + rank
             nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             if ptr in seen:  # bufferize never returns an argument or a result twice; if it did, a copy
-                fresh = drv.alloc(nbytes)
+                fresh = pool().alloc(nbytes)
                 drv.copy(fresh, ptr, nbytes)
                 ptr = fresh
             seen.add(ptr)
             slot = self.updated.get(j)
             if slot is not None or device_out:
-                dev = DeviceArray(ptr, shape, dtype, drv.free)
+                dev = DeviceArray(ptr, shape, dtype, pool())
                 if slot is not None:  # the variable's new value: it stays here for the next call
                     self.resident[slot] = (dev, dev)
                 out.append(dev)
@@ -884,6 +979,6 @@ class CudaRunner:
             try:
                 drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
             finally:
-                drv.free(ptr)
+                pool().free(ptr)
             out.append(arr)
         return out

@@ -103,11 +103,12 @@ class DeviceArray:
     """A result of a `target="cuda"` function left on the GPU. It owns its device buffer
     (freed with it), exports itself by DLPack, and copies to the host on `numpy()`."""
 
-    __slots__ = ("ptr", "shape", "dtype", "device_id", "_free", "_host", "__weakref__")
+    __slots__ = ("ptr", "shape", "dtype", "device_id", "_owner", "_exported", "_host", "__weakref__")
 
-    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype, free, device_id: int = 0) -> None:
+    def __init__(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype, owner, device_id: int = 0) -> None:
         self.ptr, self.shape, self.dtype, self.device_id = ptr, tuple(shape), np.dtype(dtype), device_id
-        self._free = free  # free(ptr), or None for a view the array does not own
+        self._owner = owner  # the memory pool its buffer goes back to (cuda.Pool), or None
+        self._exported = False  # handed to another framework: never reused once freed
         self._host: np.ndarray | None = None  # the host copy, made at the first read (irkit never writes
         #                                       a buffer it has handed out)
 
@@ -116,10 +117,10 @@ class DeviceArray:
         """A device copy of a host array (the way in for data that starts on the host)."""
         from irkit.backends import cuda
         a = np.ascontiguousarray(a)
-        drv = cuda.driver()
-        ptr = drv.alloc(a.nbytes)
-        drv.to_device(ptr, a.ctypes.data, a.nbytes)
-        return cls(ptr, a.shape, a.dtype, drv.free)
+        pool = cuda.pool()
+        ptr = pool.alloc(a.nbytes)
+        cuda.driver().to_device(ptr, a.ctypes.data, a.nbytes)
+        return cls(ptr, a.shape, a.dtype, pool)
 
     @property
     def ndim(self) -> int:
@@ -165,6 +166,7 @@ class DeviceArray:
                               f"to device {tuple(dl_device)}")
         if copy:
             raise BufferError("a DeviceArray exports its own buffer (copy=True is not supported)")
+        self._exported = True
         shape = (c_int64 * max(self.ndim, 1))(*self.shape)
         managed = DLManagedTensor()
         managed.dl_tensor = DLTensor(self.ptr, DLDevice(KDL_CUDA, self.device_id), self.ndim,
@@ -177,6 +179,7 @@ class DeviceArray:
     @property
     def __cuda_array_interface__(self) -> dict:
         # version 3; no stream: irkit's calls end with their work done
+        self._exported = True
         return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "strides": None,
                 "version": 3, "stream": None}
 
@@ -184,9 +187,9 @@ class DeviceArray:
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, device=cuda:{self.device_id})"
 
     def __del__(self) -> None:
-        if self._free is not None and self.ptr:
-            try:
-                self._free(self.ptr)
+        if self._owner is not None and self.ptr:
+            try:  # an exported buffer may still be read on its consumer's stream: not reused
+                (self._owner.discard if self._exported else self._owner.free)(self.ptr)
             except Exception:  # the driver may be gone at interpreter exit
                 pass
             self.ptr = 0
@@ -250,6 +253,11 @@ def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> D
     except BaseException:
         view.release()
         raise
+
+
+def check_device_array(a: DeviceArray, label: str, dtype: np.dtype, static_shape: tuple) -> None:
+    """An irkit DeviceArray given as an input, checked as `device_view` checks others."""
+    _check(label, a.dtype, a.dtype.name, a.shape, None, dtype, static_shape)
 
 
 def _interface_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> DeviceView:

@@ -355,20 +355,26 @@ class Function:
             return self._slow_call(*args)  # names the arity error
         from irkit.backends import dlpack
         views = []
+        device_in = False
         try:
             arrays = []
             for k, a in enumerate(args[:n]):
-                if dlpack.on_device(a):  # a GPU tensor (DLPack, CUDA Array Interface): used in place
-                    v = self.inputs[k]
+                v = self.inputs[k]
+                if isinstance(a, dlpack.DeviceArray):  # irkit's own: used as it is, not exported
+                    dlpack.check_device_array(a, f"input {self._label(k)}", v.dtype, v.static_shape)
+                    arrays.append(a)
+                    device_in = True
+                elif dlpack.on_device(a):  # a GPU tensor (DLPack, CUDA Array Interface): used in place
                     views.append(dlpack.device_view(a, f"input {self._label(k)}", v.dtype, v.static_shape))
                     arrays.append(views[-1])
+                    device_in = True
                 else:
                     arrays.append(self._convert(k, a))
             # shared variables: a value a cuda function left on the device stays there
             arrays += [a if isinstance(a, dlpack.DeviceArray) else np.require(a, requirements=["C_CONTIGUOUS", "ALIGNED"])
                        for a in args[n:]]
             # device arrays in, device arrays out; numpy in, numpy out
-            out = self._cuda.run(arrays, self._raise, device_out=bool(views))
+            out = self._cuda.run(arrays, self._raise, device_out=device_in)
         finally:
             for view in views:
                 view.release()

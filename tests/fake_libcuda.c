@@ -223,7 +223,7 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
 CUresult cuGetErrorName(CUresult e, const char **s) {
     *s = e == ERR_INVALID_IMAGE ? "CUDA_ERROR_INVALID_IMAGE" : e == ERR_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND"
        : e == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : e == ERR_INVALID_CONTEXT ? "CUDA_ERROR_INVALID_CONTEXT"
-       : e == 801 ? "CUDA_ERROR_NOT_SUPPORTED" : "CUDA_ERROR_FAKE";
+       : e == 801 ? "CUDA_ERROR_NOT_SUPPORTED" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE";
     return OK;
 }
 CUresult cuGetErrorString(CUresult e, const char **s) { return cuGetErrorName(e, s); }

@@ -298,17 +298,23 @@ def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path, laun
         y = f(np.arange(7, dtype=np.float32))
         from irkit.backends import cuda
         print(y.shape, y.dtype, cuda.driver().launcher)
+        import os
+        open(os.environ["FAKE_CUDA_LOG"], "a").write("mark second\\n")
+        f(np.arange(7, dtype=np.float32))
+        open(os.environ["FAKE_CUDA_LOG"], "a").write("mark end\\n")
     """, tmp_path, launcher)
     assert out.strip() == f"(7,) float32 {launcher}"
-    allocs = [line.split() for line in log if line.startswith("alloc")]
-    x_ptr = next(int(a[2], 16) for a in allocs if a[1] == "28")  # the input's 7 float32
+    uploads = [int(line.split()[2], 16) for line in log if line.startswith("htod 28")]  # the input's 7 float32
+    x_ptr = uploads[0]
     launch = next(line.split() for line in log if line.startswith("launch main_k"))
     name, gx, gy, bx, by, *params = launch[1:]
     assert (gx, gy, bx, by) == ("1", "1", "256", "1")
     params = [int(p) for p in params]
     assert x_ptr in params and params[-3:] == [0, 7, 1]  # x, then lb, ub, step
-    frees = {int(line.split()[1], 16) for line in log if line.startswith("free")}
-    assert x_ptr in frees
+    # the call's buffers go back to the pool: the second call allocates nothing, frees nothing
+    second = log[log.index("mark second"):log.index("mark end")]
+    assert len(uploads) == 2 and not [line for line in second if line.startswith(("alloc", "free"))], log
+    assert uploads[1] == x_ptr
 
 
 def test_kernels_are_built_for_the_devices_own_sm_once_it_is_known(fake_libcuda, tmp_path):
@@ -337,8 +343,12 @@ def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path, launcher):
         W = ik.shared(np.ones(1000, np.float32), "W")
         x = ik.vector("x", "float32")
         f = ik.function([x], ik.sum(x), updates=[(W, W * 2)], target="cuda")
-        for _ in range(3):
+        import os
+        for k in range(3):
+            if k == 1:
+                open(os.environ["FAKE_CUDA_LOG"], "a").write("mark steady\\n")
             f(np.ones(4, np.float32))
+        open(os.environ["FAKE_CUDA_LOG"], "a").write("mark read\\n")
         print("read")
         print(W.get_value().shape, W.get_value(borrow=True).flags.writeable)
         g = ik.function([], W.sum())  # a CPU function reads the host copy
@@ -347,13 +357,63 @@ def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path, launcher):
         f(np.ones(4, np.float32))
     """, tmp_path, launcher)
     assert out.split("\n")[1:3] == ["(1000,) False", "ndarray"], out
-    allocs = [line for line in log if line.startswith("alloc 4000")]
-    # the first call uploads W (1) and makes its new value (3 calls: 3); set_value's value is
-    # uploaded (1) and the fourth call makes a new one (1)
-    assert len(allocs) == 6, log
+    # the first call uploads W and makes its new value; later calls take their buffers from
+    # the pool (the value before last, the input's): no allocation, no free, no copy of W
+    steady = log[log.index("mark steady") + 1:log.index("mark read")]
+    assert not [line for line in steady if line.startswith(("alloc", "free", "htod 4000", "dtoh 4000"))], steady
+    assert len([line for line in log if line.startswith("alloc 4096")]) <= 3, log
     # new values stay on the device: W is read back once, when get_value asks (twice: cached)
     assert len([line for line in log if line.startswith("dtoh 4000")]) == 1, log
     assert len([line for line in log if line.startswith("htod 4000")]) == 2, log
+
+
+class _CountingDriver:
+    """A launcher's memory calls, counted, with a device of `capacity` bytes."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.used, self.next, self.live = capacity, 0, 0x1000, {}
+        self.allocs = self.frees = 0
+
+    def alloc(self, nbytes: int) -> int:
+        if self.used + nbytes > self.capacity:
+            raise ik.DeviceError("cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY")
+        self.allocs += 1
+        self.used += nbytes
+        self.next += nbytes
+        self.live[self.next] = nbytes
+        return self.next
+
+    def free(self, ptr: int) -> None:
+        self.frees += 1
+        self.used -= self.live.pop(ptr)
+
+
+def test_the_device_memory_pool_reuses_by_size_class_and_releases_when_memory_runs_out(monkeypatch):
+    from irkit.backends.cuda import Pool
+    assert [Pool.size_class(n) for n in (1, 512, 513, 1 << 20, (1 << 20) + 1, 3 << 20)] == \
+        [512, 512, 1024, 1 << 20, (1 << 20) + (1 << 17), 3 << 20]
+    drv = _CountingDriver(capacity=8192)
+    pool = Pool(drv)
+    a = pool.alloc(4000)
+    pool.free(a)
+    assert pool.alloc(3900) == a and drv.allocs == 1  # same class (4096): reused, no driver call
+    b = pool.alloc(2000)
+    pool.free(b)
+    pool.free(a)
+    # 6000 bytes do not fit beside the 6144 held: the held buffers go back, then it fits
+    c = pool.alloc(6000)
+    assert drv.frees == 2 and pool.held_bytes == 0 and drv.used == 6144
+    with pytest.raises(ik.DeviceError, match="OUT_OF_MEMORY"):  # nothing held: the error stands
+        pool.alloc(4000)
+    pool.discard(c)  # exported buffers go back to the driver at once
+    assert drv.used == 0 and pool.size_of == {}
+    pool.free(pool.alloc(100))
+    pool.empty()
+    assert drv.used == 0 and drv.allocs == drv.frees
+    monkeypatch.setenv("IRKIT_CUDA_POOL", "0")
+    off = Pool(drv)
+    off.free(off.alloc(100))
+    assert drv.used == 0 and off.held_bytes == 0
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
@@ -397,9 +457,13 @@ def test_device_arrays_in_and_out_by_dlpack(fake_libcuda, tmp_path, launcher):
         print("view", view.ptr == y.ptr, view.shape)
         view.release()
         print("exported", len(dlpack._exported))
-        print("freed", hex(s.ptr))
-        del s
+        from irkit.backends import cuda
+        held = lambda: [p for ptrs in cuda.pool().held.values() for p in ptrs]
+        print("freed", hex(s.ptr), hex(y.ptr))
+        s_ptr, y_ptr = s.ptr, y.ptr
+        del s, y, cap, view, cap_holder
         gc.collect()
+        print("pooled", s_ptr in held(), y_ptr in held())
         class Strided:  # a column of a (5, 3) buffer: not C-contiguous
             def __dlpack_device__(self): return (2, 0)
             def __dlpack__(self, stream=None):
@@ -418,20 +482,26 @@ def test_device_arrays_in_and_out_by_dlpack(fake_libcuda, tmp_path, launcher):
             except (ik.DTypeError, ik.ShapeError) as e:
                 print(type(e).__name__, str(e).split(":")[1].strip())
         print(np.asarray(f(np.ones((2, 2), np.float32))[0]).shape, type(f(np.ones((2, 2), np.float32))[0]).__name__)
+        import os
+        open(os.environ["FAKE_CUDA_LOG"], "a").write("mark exit\\n")  # pycuda frees all it made at exit
     """, tmp_path, launcher)
+    log = log[:log.index("mark exit")]
     lines = out.splitlines()
     assert lines[1] == "DeviceArray (3, 5) float32 (3,) (2, 0) True", out
     assert lines[2] == "view True (3, 5)" and lines[3] == "exported 0", out
-    assert lines[5:8] == ["DTypeError the device array has dtype float64, the input is float32 (cast it on its "
-                           "device first)", "ShapeError the device array has rank 1 (shape (3,)), the input 2",
-                           "ShapeError the device array is not C-contiguous (strides (3, 3) in elements); make it "
-                           "contiguous on its device first"], out
-    assert lines[8] == "(2, 2) ndarray", out  # numpy in, numpy out
-    input_ptr, freed = int(lines[0].split()[1], 16), int(lines[4].split()[1], 16)
+    # a dropped DeviceArray's buffer goes back to the pool; one exported by DLPack goes back
+    # to the driver (its consumer's stream may still read it)
+    assert lines[5] == "pooled True False", out
+    assert lines[6:9] == ["DTypeError the device array has dtype float64, the input is float32 (cast it on its "
+                          "device first)", "ShapeError the device array has rank 1 (shape (3,)), the input 2",
+                          "ShapeError the device array is not C-contiguous (strides (3, 3) in elements); make it "
+                          "contiguous on its device first"], out
+    assert lines[9] == "(2, 2) ndarray", out  # numpy in, numpy out
+    input_ptr, freed, exported = (int(lines[0].split()[1], 16), *(int(w, 16) for w in lines[4].split()[1:]))
     # the input's 60 bytes uploaded once (by from_numpy), not by the call; no result read back
     assert len([ln for ln in log if ln.startswith("htod 60")]) == 1, log
     assert not [ln for ln in log if ln.startswith(("dtoh 60", "dtoh 12"))], log
-    assert f"free {hex(freed)}" in log  # a dropped DeviceArray frees its buffer
+    assert f"free {hex(exported)}" in log and f"free {hex(freed)}" not in log
     last_launch = max(k for k, ln in enumerate(log) if ln.startswith("launch"))
     assert all(k > last_launch for k, ln in enumerate(log) if ln == f"free {hex(input_ptr)}")  # not the caller's
 
