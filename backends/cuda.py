@@ -1,5 +1,5 @@
 """Running a GPU program (`ptx.Program`): the CUDA driver, device buffers, and the host
-runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
+runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuLaunchKernel`, ...).
 
 Nothing here is imported by `import irkit` or by the CPU path, and nothing touches a driver
 before the first call of a `target="cuda"` function. The driver API is reached through one
@@ -14,10 +14,12 @@ of three launchers with the same small interface (`alloc`, `to_device`, `load`, 
 
 `IRKIT_CUDA_DRIVER=cuda-bindings|pycuda|ctypes` picks one.
 
-The runtime functions are C callbacks (ctypes) into this module: a launch costs a few
-microseconds of Python on top of the driver's own, small next to a kernel launch. They
-never raise into native code: a failure returns an error value and leaves its text in
-`last_error`, which the call's DeviceError carries.
+The host code launches kernels by calling the driver's cuLaunchKernel itself (through
+pycuda, whose kernels are Python objects, a function of the same signature here packs and
+launches). The rest of the runtime (allocation from the pool, copies, cuBLAS) are C
+callbacks (ctypes) into this module, a microsecond or two of Python each. They never raise
+into native code: a failure returns an error value and leaves its text in `last_error`,
+which the call's DeviceError carries.
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ class _Launcher:
         if local.depth == 0 and local.pushed:
             local.pushed = False
             self._pop()
+
+    def launch_address(self) -> int | None:
+        """The address of the driver's cuLaunchKernel for the host code to call, or None."""
+        raise NotImplementedError
+
+    def error_name(self, code: int) -> str:
+        """A CUresult's name ("CUDA_ERROR_LAUNCH_FAILED")."""
+        raise NotImplementedError
 
     # each launcher: the current context's handle, irkit's, and set / push / pop
     def _current(self) -> int: raise NotImplementedError
@@ -262,6 +272,15 @@ class Driver(_Launcher):
         self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
                             c_void_p(params), None)
 
+    def launch_address(self) -> int | None:
+        """The driver's cuLaunchKernel, which the host code calls with no Python between."""
+        return ctypes.cast(self.lib.cuLaunchKernel, c_void_p).value
+
+    def error_name(self, code: int) -> str:
+        name = c_char_p()
+        self.lib.cuGetErrorName(code, byref(name))
+        return name.value.decode() if name.value else f"CUDA error {code}"
+
     @_in_context
     def synchronize(self) -> None:
         self.cuCtxSynchronize()
@@ -361,6 +380,22 @@ class BindingsDriver(_Launcher):
     def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
         # kernelParams as an address: the void** list the host code packed
         self._call("cuLaunchKernel", fn, grid[0], grid[1], 1, block[0], block[1], 1, shared, 0, params, 0)
+
+    def launch_address(self) -> int | None:
+        """cuLaunchKernel of the libcuda cuda-bindings loaded (the one loaded under its
+        soname), which the host code then calls with no Python between; None if not found."""
+        try:
+            lib = ctypes.CDLL("libcuda.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+            return ctypes.cast(lib.cuLaunchKernel, c_void_p).value
+        except (OSError, AttributeError):
+            return None
+
+    def error_name(self, code: int) -> str:
+        try:
+            _, name = self.cu.cuGetErrorName(self.cu.CUresult(code))
+            return name.decode()
+        except (ValueError, AttributeError):
+            return f"CUDA error {code}"
 
     @_in_context
     def synchronize(self) -> None:
@@ -491,6 +526,12 @@ class PycudaDriver(_Launcher):
     @_in_context
     def synchronize(self) -> None:
         self._guard(self.cu.Context.synchronize)
+
+    def launch_address(self) -> int | None:
+        return None  # its kernels are Python objects: launched by `launch`, from a packed buffer
+
+    def error_name(self, code: int) -> str:
+        return f"CUDA error {code}"
 
     def _guard(self, fn, *args):
         try:
@@ -788,10 +829,15 @@ def _write(dst, src, n):
 
 
 @_guard(1)
-def _launch(prog, kernel, params, gx, gy, bx, by, shared):
-    p = _State.programs[prog]
-    driver().launch(p.functions[kernel], (gx, gy), (bx, by), shared, params)
+def _launch_through_launcher(fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
+    """cuLaunchKernel's signature, for launchers that cannot give the host code the driver's
+    own (pycuda: its kernels are Python objects, launched from a packed buffer)."""
+    driver().launch(fn, (gx, gy), (bx, by), shared, params)
     return 0
+
+
+_LAUNCH_PROTOTYPE = ctypes.CFUNCTYPE(c_int32, c_uint64, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint,
+                                     c_void_p, c_void_p, c_void_p)
 
 
 @_guard(2)
@@ -819,8 +865,6 @@ _CALLBACKS = {
     "irkit_cuda_copy": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _copy),
     "irkit_cuda_read": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _read),
     "irkit_cuda_write": (ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64), _write),
-    "irkit_cuda_launch": (ctypes.CFUNCTYPE(c_int32, c_int64, c_int32, c_void_p, c_int32, c_int32, c_int32,
-                                           c_int32, c_int32), _launch),
     "irkit_cuda_global": (ctypes.CFUNCTYPE(c_void_p, c_int64, c_int32), _global),
     "irkit_cuda_scratch": (ctypes.CFUNCTYPE(c_void_p, c_int64), _scratch),
     "irkit_cuda_gemm": (ctypes.CFUNCTYPE(c_int32, c_int32, ctypes.c_int8, ctypes.c_int8, c_int64, c_int64, c_int64,
@@ -830,7 +874,7 @@ _CALLBACKS = {
 _registered: list = []
 
 
-def _register_runtime() -> None:
+def _register_runtime(drv: _Launcher) -> None:
     from irkit.backends import jit
     if _registered:
         return
@@ -838,6 +882,12 @@ def _register_runtime() -> None:
         cb = proto(fn)
         _registered.append(cb)  # kept alive for the process
         jit.register_symbol(name, ctypes.cast(cb, c_void_p).value)
+    launch = drv.launch_address()
+    if launch is None:
+        shim = _LAUNCH_PROTOTYPE(_launch_through_launcher)
+        _registered.append(shim)
+        launch = ctypes.cast(shim, c_void_p).value
+    jit.register_symbol("irkit_cuLaunchKernel", launch)
 
 
 class LoadedProgram:
@@ -847,9 +897,9 @@ class LoadedProgram:
 
     def __init__(self, program, ptx: str, entry: str) -> None:
         from irkit.backends import jit
-        from irkit.backends.ptx import ERROR_GLOBAL, PROGRAM_GLOBAL, SCRATCH_SLOTS
+        from irkit.backends.ptx import ERROR_GLOBAL, FUNCTIONS_GLOBAL, PROGRAM_GLOBAL, RESULT_GLOBAL, SCRATCH_SLOTS
         drv = driver()
-        _register_runtime()
+        _register_runtime(drv)
         self.module = drv.load(ptx)
         self.functions = [drv.function(self.module, k.name, k.param_sizes) for k in program.kernels]
         self.globals = [drv.global_(self.module, g) for g in program.globals]
@@ -859,7 +909,13 @@ class LoadedProgram:
         LoadedProgram._next += 1
         _State.programs[self.id] = self
         self.host = jit.compile_ir(str(program.host))
-        c_int64.from_address(self.host.engine.get_global_value_address(PROGRAM_GLOBAL)).value = self.id
+        engine = self.host.engine
+        c_int64.from_address(engine.get_global_value_address(PROGRAM_GLOBAL)).value = self.id
+        # the kernels' handles, where the host code's launches read them
+        self.function_table = (c_void_p * max(len(self.functions), 1))(*self.functions)
+        c_void_p.from_address(engine.get_global_value_address(FUNCTIONS_GLOBAL)).value = \
+            ctypes.addressof(self.function_table)
+        self.launch_result = c_int32.from_address(engine.get_global_value_address(RESULT_GLOBAL))
         self.entry = self.host.address(entry)
 
     def error_code(self) -> int:
@@ -948,6 +1004,9 @@ class CudaRunner:
 
     def _fail(self, code: int, raise_code) -> None:
         detail = _State.last_error
+        result, self.loaded.launch_result.value = self.loaded.launch_result.value, 0
+        if result and not detail:  # a launch the driver refused, called from the host code directly
+            detail = f"cuLaunchKernel: {driver().error_name(result)}"
         try:
             raise_code(code)
         except Exception as e:

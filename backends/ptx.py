@@ -29,7 +29,8 @@
 - **host** (the CPU, through the same `FunctionTranslator` as the CPU backend;
   `backends/ptx_host.py`): sizes, checks, loops around launches and allocation, with
   buffers in device memory through the runtime functions of `backends/cuda.py`
-  (`irkit_cuda_alloc`, `irkit_cuda_launch`, ...).
+  (`irkit_cuda_alloc`, `irkit_cuda_copy`, ...); launches call the driver's cuLaunchKernel
+  (`irkit_cuLaunchKernel`) with the kernel's handle from `@irkit_cuda_functions`.
 
 `emit_ptx(program.device_module)` links libdevice, optimises (O3, which folds
 `__nvvm_reflect`) and returns the PTX text; no GPU or driver is needed for that.
@@ -75,7 +76,10 @@ RUNTIME = {
     "irkit_cuda_copy": (I32, [PTR, PTR, I64]),             # device to device
     "irkit_cuda_read": (I32, [PTR, PTR, I64]),             # device to host, synchronous
     "irkit_cuda_write": (I32, [PTR, PTR, I64]),            # host to device
-    "irkit_cuda_launch": (I32, [I64, I32, PTR, I32, I32, I32, I32, I32]),  # prog, kernel, params, grid, block, smem
+    # the driver's cuLaunchKernel itself where the launcher can give its address (no Python
+    # between the host code and the driver), else a launcher's function of the same signature:
+    # (function, grid x y z, block x y z, shared bytes, stream, params, extra) -> CUresult
+    "irkit_cuLaunchKernel": (I32, [PTR, I32, I32, I32, I32, I32, I32, I32, PTR, PTR, PTR]),
     "irkit_cuda_global": (PTR, [I64, I32]),
     "irkit_cuda_scratch": (PTR, [I64]),
     # cuBLAS when it is there: (bits, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) of a
@@ -84,6 +88,8 @@ RUNTIME = {
                               PTR, I64]),
 }
 PROGRAM_GLOBAL = "irkit_cuda_program"
+FUNCTIONS_GLOBAL = "irkit_cuda_functions"  # host: the loaded kernels' handles, by kernel index
+RESULT_GLOBAL = "irkit_cuda_result"  # host: the CUresult of a failed launch
 ERROR_GLOBAL = "irkit_error"
 SAFE_CELL_GLOBAL = "irkit_safe_cell"
 

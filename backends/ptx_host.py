@@ -18,8 +18,8 @@ from xdsl.ir import Block, Operation, SSAValue
 from irkit.backends import ptx_reduce as R
 from irkit.backends.llvm import (F32, I1, I8, I32, I64, PTR, Desc, FunctionTranslator, Translator, captured_values,
                                  ll_type, storage_type)
-from irkit.backends.ptx import (BLOCK, GPTR, MAX_BLOCKS, PROGRAM_GLOBAL, REDUCE_BLOCKS, ROWS_A_BLOCK, RUNTIME,
-                                SCRATCH_SLOTS, TILE, DeviceTranslator, KernelTranslator, _host_fields,
+from irkit.backends.ptx import (BLOCK, FUNCTIONS_GLOBAL, GPTR, MAX_BLOCKS, PROGRAM_GLOBAL, REDUCE_BLOCKS,
+                                RESULT_GLOBAL, ROWS_A_BLOCK, RUNTIME, SCRATCH_SLOTS, TILE, DeviceTranslator, KernelTranslator, _host_fields,
                                 device_global_name, entry_alloca)
 from irkit.backends.ptx_scalars import HostScalar, ReducedCell, device_only_chain, is_promoted_access, promoted_scalars
 from irkit.errors import CompileError
@@ -36,6 +36,10 @@ class HostTranslator(Translator):
         self.global_names: list[str] = []
         self.program = ir.GlobalVariable(self.llmod, I64, PROGRAM_GLOBAL)
         self.program.initializer = I64(0)
+        self.functions = ir.GlobalVariable(self.llmod, PTR, FUNCTIONS_GLOBAL)
+        self.functions.initializer = ir.Constant(PTR, None)
+        self.result = ir.GlobalVariable(self.llmod, I32, RESULT_GLOBAL)
+        self.result.initializer = I32(0)
         for name, (ret, args) in RUNTIME.items():
             self.declare(name, ret, args)
 
@@ -147,9 +151,13 @@ class HostFunctionTranslator(FunctionTranslator):
             slot = b.gep(ctx, [I32(0), I32(k)], inbounds=True)
             b.store(f, slot)
             b.store(slot, b.gep(params, [I32(0), I32(k)], inbounds=True))
-        dims = [b.trunc(x, I32) if x.type == I64 else x for x in (*grid, *block)]
-        status = b.call(self._runtime("irkit_cuda_launch"),
-                        [self._program(), I32(self.dev.kernel_index(kernel)), params, *dims, I32(0)])
+        (gx, gy), (bx, by) = [[b.trunc(x, I32) if x.type == I64 else x for x in dims] for dims in (grid, block)]
+        table = b.load(self.tr.functions, typ=PTR)
+        handle = b.load(b.gep(table, [I64(self.dev.kernel_index(kernel))], source_etype=PTR), typ=PTR)
+        null = ir.Constant(PTR, None)
+        status = b.call(self._runtime("irkit_cuLaunchKernel"),
+                        [handle, gx, gy, I32(1), bx, by, I32(1), I32(0), null, params, null])
+        b.store(status, self.tr.result)  # named by the runtime if the check fails
         self._status(status, f"the launch of kernel {kernel}")
 
     def _fields(self, captured: list[SSAValue]) -> tuple[list[tuple[SSAValue, object]], list[ir.Value]]:

@@ -68,7 +68,7 @@ class CompileError(IrkitError, RuntimeError):
 
 
 _KINDS = {"IndexError": "IndexOutOfBoundsError", "ValueError": "InvalidValueError",
-          "ShapeError": "ShapeError", "DTypeError": "DTypeError"}
+          "ShapeError": "ShapeError", "DTypeError": "DTypeError", "DeviceError": "DeviceError"}
 
 
 def split_kind(message: str) -> tuple[type[IrkitError], str]:

@@ -3,13 +3,14 @@
  * writes to $FAKE_CUDA_LOG the context it runs in and a line with the kernel's name, grid,
  * block and each parameter (read with the sizes the PTX declares), so tests can check how
  * launches are packed.
- * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU. As the real driver, it keeps a
+ * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU; $FAKE_CUDA_FAIL_LAUNCH=1 one
+ * whose launches fail. As the real driver, it keeps a
  * current context per thread: memory, module and launch calls made on a thread with none
  * fail with CUDA_ERROR_INVALID_CONTEXT. Launch parameters come as the void** list or, as
  * pycuda gives them, one packed buffer in `extra`.
  * cuGetProcAddress_v2 hands out these functions by name, as NVIDIA's cuda-bindings asks for
  * them (the base name; the _v2 variant where there is one).
- * Build: cc -shared -fPIC -o libcuda.so.1 fake_libcuda.c
+ * Build: cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o libcuda.so.1 fake_libcuda.c
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -192,6 +193,7 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
     Function *f = fn;
     if (!f || gx == 0 || gy == 0 || bx == 0 || by == 0 || bx * by > 1024) return ERR_INVALID_VALUE;
     if ((params == NULL) == (extra == NULL)) return ERR_INVALID_VALUE;  /* exactly one of the two */
+    if (getenv("FAKE_CUDA_FAIL_LAUNCH")) return 719;  /* CUDA_ERROR_LAUNCH_FAILED */
     const char *buffer = NULL;
     size_t buffer_size = 0;
     for (void **e = extra; e && (uintptr_t)e[0] != LAUNCH_PARAM_END; e += 2) {
@@ -223,7 +225,8 @@ CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigne
 CUresult cuGetErrorName(CUresult e, const char **s) {
     *s = e == ERR_INVALID_IMAGE ? "CUDA_ERROR_INVALID_IMAGE" : e == ERR_NOT_FOUND ? "CUDA_ERROR_NOT_FOUND"
        : e == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE" : e == ERR_INVALID_CONTEXT ? "CUDA_ERROR_INVALID_CONTEXT"
-       : e == 801 ? "CUDA_ERROR_NOT_SUPPORTED" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_FAKE";
+       : e == 801 ? "CUDA_ERROR_NOT_SUPPORTED" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY"
+       : e == 719 ? "CUDA_ERROR_LAUNCH_FAILED" : "CUDA_ERROR_FAKE";
     return OK;
 }
 CUresult cuGetErrorString(CUresult e, const char **s) { return cuGetErrorName(e, s); }

@@ -106,7 +106,7 @@ def test_reduction_result_comes_back_through_scratch():
     kinds = {k.kind for k in program.kernels}
     assert "serial" in kinds or "parallel" in kinds
     host = str(program.host)
-    assert "irkit_cuda_launch" in host and "irkit_cuda_alloc" in host
+    assert "irkit_cuLaunchKernel" in host and "irkit_cuda_alloc" in host
     assert "@irkit_gemm" not in host and "sgemm" not in host  # nothing of the CPU's BLAS on the host
 
 
@@ -214,7 +214,9 @@ def fake_libcuda(tmp_path_factory):
     if cc is None:
         pytest.skip("no C compiler to build the fake libcuda.so.1")
     out = tmp_path_factory.mktemp("fakecuda") / "libcuda.so.1"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), os.path.join(HERE, "fake_libcuda.c")], check=True)
+    # the real driver's soname: found by it when another library (cuda-bindings) loaded it
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(out),
+                    os.path.join(HERE, "fake_libcuda.c")], check=True)
     return str(out)
 
 
@@ -261,7 +263,8 @@ def _fake_for_pycuda(lib: str) -> str:
     with open(stubs, "w") as f:
         f.writelines(f"int {name}(void) {{ return 801; }}\n" for name in sorted(missing))
     cc = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-shared", "-fPIC", "-o", out, os.path.join(HERE, "fake_libcuda.c"), stubs], check=True)
+    subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", out, os.path.join(HERE, "fake_libcuda.c"),
+                    stubs], check=True)
     return out
 
 
@@ -414,6 +417,31 @@ def test_the_device_memory_pool_reuses_by_size_class_and_releases_when_memory_ru
     off = Pool(drv)
     off.free(off.alloc(100))
     assert drv.used == 0 and off.held_bytes == 0
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_a_launch_the_driver_refuses_is_a_device_error_naming_kernel_and_error(fake_libcuda, tmp_path, launcher):
+    """The host code calls cuLaunchKernel itself (pycuda: a function of its signature); a
+    refused launch stops the call with the kernel's name and the driver's error name, and
+    the next call is clean."""
+    out, _ = _run_with(fake_libcuda, """
+        import os
+        import numpy as np, irkit as ik
+        from irkit.backends import cuda
+        x = ik.vector("x", "float32")
+        f = ik.function([x], ik.exp(x), target="cuda")
+        os.environ["FAKE_CUDA_FAIL_LAUNCH"] = "1"
+        try:
+            f(np.ones(3, np.float32))
+        except ik.DeviceError as e:
+            print(type(e).__name__, e, *getattr(e, "__notes__", []), sep=" | ")
+        del os.environ["FAKE_CUDA_FAIL_LAUNCH"]
+        print(f(np.ones(3, np.float32)).shape)
+    """, tmp_path, launcher)
+    first, second = out.splitlines()
+    assert first.startswith("DeviceError | the launch of kernel main_k1 failed") and \
+        "CUDA_ERROR_LAUNCH_FAILED" in first, out
+    assert second == "(3,)", out
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
