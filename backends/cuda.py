@@ -16,7 +16,7 @@ of three launchers with the same small interface (`alloc`, `to_device`, `load`, 
 
 The host code launches kernels by calling the driver's cuLaunchKernel itself (through
 pycuda, whose kernels are Python objects, a function of the same signature here packs and
-launches). The rest of the runtime (allocation from the pool, copies, cuBLAS) are C
+launches). The runtime's other functions (allocation from the pool, copies, cuBLAS) are C
 callbacks (ctypes) into this module, a microsecond or two of Python each. They never raise
 into native code: a failure returns an error value and leaves its text in `last_error`,
 which the call's DeviceError carries.
@@ -25,6 +25,7 @@ which the call's DeviceError carries.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -631,14 +632,14 @@ class Pool:
     def size_class(nbytes: int) -> int:
         """512-byte steps to 1 MiB, then steps of an eighth of the power of two below."""
         if nbytes <= 1 << 20:
-            return max(512, -(-nbytes // 512) * 512)
+            return ((nbytes + 511) & ~511) or 512
         step = 1 << (nbytes.bit_length() - 4)
         return -(-nbytes // step) * step
 
     def alloc(self, nbytes: int) -> int:
         if not self.enabled:
             return self.drv.alloc(nbytes)
-        size = self.size_class(nbytes)
+        size = ((nbytes + 511) & ~511 or 512) if nbytes <= 1 << 20 else self.size_class(nbytes)
         with self.lock:
             free = self.held.get(size)
             if free:
@@ -1015,21 +1016,21 @@ class CudaRunner:
             raise
 
     def _results(self, slots, seen: set[int], device_out: bool) -> list:
-        drv = driver()
+        drv, memory = driver(), pool()
         out, k = [], 0
         for j, (dtype, rank) in enumerate(self.result_specs):
             ptr = slots[k] & 0xFFFFFFFFFFFFFFFF
             shape = tuple(slots[k + 1:k + 1 + rank])
             k += 1 + rank
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             if ptr in seen:  # bufferize never returns an argument or a result twice; if it did, a copy
-                fresh = pool().alloc(nbytes)
+                nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+                fresh = memory.alloc(nbytes)
                 drv.copy(fresh, ptr, nbytes)
                 ptr = fresh
             seen.add(ptr)
             slot = self.updated.get(j)
             if slot is not None or device_out:
-                dev = DeviceArray(ptr, shape, dtype, pool())
+                dev = DeviceArray(ptr, shape, dtype, memory)
                 if slot is not None:  # the variable's new value: it stays here for the next call
                     self.resident[slot] = (dev, dev)
                 out.append(dev)
@@ -1038,6 +1039,6 @@ class CudaRunner:
             try:
                 drv.to_host(arr.ctypes.data, ptr, arr.nbytes)
             finally:
-                pool().free(ptr)
+                memory.free(ptr)
             out.append(arr)
         return out

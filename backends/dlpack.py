@@ -245,9 +245,9 @@ def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> D
         t = managed.dl_tensor
         got = _np_dtype(t.dtype)
         shape = tuple(t.shape[k] for k in range(t.ndim))
-        got_name = got.name if got is not None else f"DLPack type code {t.dtype.code}, {t.dtype.bits} bits"
+        got_name = None if got is not None else f"DLPack type code {t.dtype.code}, {t.dtype.bits} bits"
         strides = tuple(t.strides[k] for k in range(t.ndim)) if t.strides else None
-        _check(label, got, got_name, shape, strides, dtype, static_shape)
+        _check(label, got, shape, strides, dtype, static_shape, got_name)
         view.ptr, view.shape = int(t.data or 0) + int(t.byte_offset), shape
         return view
     except BaseException:
@@ -257,7 +257,7 @@ def device_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> D
 
 def check_device_array(a: DeviceArray, label: str, dtype: np.dtype, static_shape: tuple) -> None:
     """An irkit DeviceArray given as an input, checked as `device_view` checks others."""
-    _check(label, a.dtype, a.dtype.name, a.shape, None, dtype, static_shape)
+    _check(label, a.dtype, a.shape, None, dtype, static_shape)
 
 
 def _interface_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) -> DeviceView:
@@ -275,19 +275,19 @@ def _interface_view(obj: Any, label: str, dtype: np.dtype, static_shape: tuple) 
         strides = tuple(s // got.itemsize for s in strides)
     if cai.get("mask") is not None:
         raise ShapeError(f"{label}: the device array has a mask; irkit takes unmasked arrays")
-    _check(label, got, got.name, shape, strides, dtype, static_shape)
+    _check(label, got, shape, strides, dtype, static_shape)
     if cai.get("stream") not in (None, 1):  # work pending on another stream: wait for it
         from irkit.backends import cuda
         cuda.driver().synchronize()
     return DeviceView(int(cai["data"][0] or 0), shape, dtype, None, None)
 
 
-def _check(label: str, got: np.dtype | None, got_name: str, shape: tuple, strides: tuple | None, dtype: np.dtype,
-           static_shape: tuple) -> None:
-    """A device array against the input it is given for: dtype, rank, static sizes, and
-    C-contiguity (`strides` in elements; None is C-contiguous)."""
+def _check(label: str, got: np.dtype | None, shape: tuple, strides: tuple | None, dtype: np.dtype,
+           static_shape: tuple, got_name: str | None = None) -> None:
+    """A device array against the input it is given for: dtype (`got_name` names one numpy
+    has not), rank, static sizes, and C-contiguity (`strides` in elements; None is C-contiguous)."""
     if got != dtype:
-        raise DTypeError(f"{label}: the device array has dtype {got_name}, the input is {dtype.name} "
+        raise DTypeError(f"{label}: the device array has dtype {got_name or got.name}, the input is {dtype.name} "
                          "(cast it on its device first)")
     if len(shape) != len(static_shape):
         raise ShapeError(f"{label}: the device array has rank {len(shape)} (shape {shape}), the input "
