@@ -681,6 +681,16 @@ def test_gpu_benchmark_script_runs_against_the_fake_driver(fake_libcuda, tmp_pat
         assert f"| {name}" in table, table
 
 
+def test_gpu_host_side_script_builds_its_fake_driver_and_times_the_step():
+    """benchmarks/gpu_host.py --fake: the host side of the MLP step, no GPU needed."""
+    p = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "benchmarks", "gpu_host.py"), "--fake",
+                        "--calls", "3"], capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("IRKIT_")})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert re.fullmatch(r"MLP 784-500-10 SGD step, batch 128, \d+ kernels: \d+ us per step \(fake device, ctypes, "
+                        r"best of 5 x 3\)\n", p.stdout), p.stdout
+
+
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_products_go_to_cublas_with_the_row_major_operands_swapped(fake_libcuda, fake_libcublas, tmp_path,
                                                                   launcher):
