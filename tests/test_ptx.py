@@ -276,8 +276,8 @@ def _run_with(lib: str, code: str, tmp_path, launcher: str = "ctypes", **env) ->
     log.write_text("")
     full = dict(os.environ, FAKE_CUDA_LOG=str(log), IRKIT_CUDA_DRIVER=launcher)
     full.update(env)
-    if "IRKIT_LIBCUBLAS" not in env:  # never a real cuBLAS (from a wheel here) on the fake driver
-        full["IRKIT_CUBLAS"] = "0"
+    # never a real cuBLAS (from a wheel here) on the fake driver; the fake one where it is named
+    full["IRKIT_CUBLAS"] = env.get("IRKIT_CUBLAS", "1" if "IRKIT_LIBCUBLAS" in env else "0")
     if launcher == "ctypes":
         full["IRKIT_LIBCUDA"] = lib
     else:
@@ -681,8 +681,9 @@ def test_gpu_benchmark_script_runs_against_the_fake_driver(fake_libcuda, tmp_pat
         assert f"| {name}" in table, table
 
 
-def test_gpu_host_side_script_builds_its_fake_driver_and_times_the_step():
-    """benchmarks/gpu_host.py --fake: the host side of the MLP step, no GPU needed."""
+def test_gpu_host_side_script_builds_its_fake_driver_and_times_the_step(fake_libcuda):
+    """benchmarks/gpu_host.py --fake: the host side of the MLP step, no GPU needed (it builds
+    its own fake driver; the fixture only skips where there is no C compiler)."""
     p = subprocess.run([sys.executable, os.path.join(os.path.dirname(HERE), "benchmarks", "gpu_host.py"), "--fake",
                         "--calls", "3"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if not k.startswith("IRKIT_")})
