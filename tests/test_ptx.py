@@ -802,3 +802,48 @@ def test_ops_on_the_gpu_match_numpy(c):
     got = ik.function(xs, out, target="cuda")(*pts)
     np.testing.assert_allclose(got, want, rtol=2e-5 if np.asarray(want).dtype == np.float32 else 1e-11,
                                atol=1e-6)
+
+
+@need_device
+def test_training_steps_on_the_gpu_follow_the_cpus_with_the_pool_reusing_buffers():
+    """Ten SGD steps of an MLP with parameters resident on the device: every buffer after the
+    first step comes from the pool, in launch order on the one stream; each loss and the final
+    parameters match the CPU backend's."""
+    from irkit.backends import cuda
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((64, 20)).astype(np.float32), rng.integers(0, 5, 64).astype(np.int32)
+    runs = {}
+    for target in ("cpu", "cuda"):
+        W1 = ik.shared((0.3 * rng.standard_normal((20, 30))).astype(np.float32) if target == "cpu" else
+                       runs["cpu"][1][0], "W1")
+        W2 = ik.shared((0.3 * rng.standard_normal((30, 5))).astype(np.float32) if target == "cpu" else
+                       runs["cpu"][1][1], "W2")
+        xs, ys = ik.matrix("x", "float32"), ik.ivector("y")
+        p = ik.softmax(ik.tanh(xs @ W1) @ W2)
+        loss = -ik.mean(ik.log(p)[ik.arange(ys.shape[0]), ys])
+        g1, g2 = ik.grad(loss, [W1, W2])
+        step = ik.function([xs, ys], loss, updates=[(W1, W1 - 0.5 * g1), (W2, W2 - 0.5 * g2)], target=target)
+        start = [W1.get_value().copy(), W2.get_value().copy()]
+        losses = [float(step(X, y)) for _ in range(10)]
+        runs[target] = (losses, start, [W1.get_value(), W2.get_value()])
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-4)
+    for got, want in zip(runs["cuda"][2], runs["cpu"][2]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert cuda.pool().held_bytes > 0  # what the steps freed is kept for reuse
+
+
+@need_device
+def test_calls_from_threads_on_the_gpu():
+    import threading
+    x = ik.vector("x", "float32")
+    f = ik.function([x], ik.exp(x), target="cuda")
+    a = np.linspace(-2, 2, 1000, dtype=np.float32)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(f(a))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for r in results:
+        np.testing.assert_allclose(r, np.exp(a), rtol=2e-6)
