@@ -936,9 +936,9 @@ class CudaRunner:
     the variable holds it, and a new value a call makes stays there too (the variable holds
     a DeviceArray, copied to the host only when something reads it there)."""
 
-    def __init__(self, program, ptx: str, sm: str, entry: str, result_specs: list[tuple[np.dtype, int]],
+    def __init__(self, program, ptx: str, entry: str, result_specs: list[tuple[np.dtype, int]],
                  n_shared: int, updated: dict[int, int]) -> None:
-        self.program, self.ptx, self.sm, self.entry_name = program, ptx, sm, entry
+        self.program, self.ptx, self.entry_name = program, ptx, entry
         self.result_specs = result_specs
         self.n_shared = n_shared
         self.updated = updated  # result index -> the shared slot it becomes the new value of
@@ -949,11 +949,8 @@ class CudaRunner:
         self.lock = threading.Lock()
 
     def _load(self) -> LoadedProgram:
-        if self.loaded is None:
-            sm = known_sm()
-            if sm != self.sm:  # compiled before the device was known: built again for its SM
-                from irkit.backends import ptx
-                self.ptx, self.sm = ptx.emit_ptx(self.program.device, sm), sm
+        if self.loaded is None:  # (PTX built for sm_80 before the device was known is JIT-compiled
+            #                      by the driver for the device: cheaper than building it again)
             self.loaded = LoadedProgram(self.program, self.ptx, self.entry_name)
         return self.loaded
 

@@ -70,6 +70,11 @@ def _library() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()[:24]
 
 
+def identity() -> str:
+    """What PTX built with libdevice depends on: the library's sha256 (or the fallback forms)."""
+    return _library()[1] if find() is not None else "fallback"
+
+
 def _prepared(data: bytes) -> llvm.ModuleRef:
     from irkit.backends.ptx import DATA_LAYOUT, TRIPLE
     lib = llvm.parse_bitcode(data)

@@ -540,10 +540,25 @@ def sm_for(device_sm: str | None) -> str:
 
 
 def emit_ptx(device: ir.Module, sm: str = DEFAULT_SM) -> str:
-    """The device module as PTX for `sm` (libdevice linked, O3)."""
+    """The device module as PTX for `sm` (libdevice linked, O3), kept in the compile cache
+    (`ik.config.cache_dir`) under its LLVM IR, the SM and the libdevice it links: LLVM's
+    NVPTX code generator is most of a GPU function's compile."""
+    from irkit.backends import jit, libdevice
+    text = str(device)
+    key = jit.object_key(f"ptx\0{sm}\0{libdevice.identity()}\0{text}")
+    cached = jit.cache_load(key, ".ptx")
+    if cached is not None:
+        return cached.decode()
+    ptx = _emit(text, sm)
+    if key is not None:
+        jit.cache_store(key, ptx.encode(), ".ptx")
+    return ptx
+
+
+def _emit(text: str, sm: str) -> str:
     with _init_lock:
         tm = target_machine(sm)
-        mod = llvm.parse_assembly(str(device))
+        mod = llvm.parse_assembly(text)
         mod.verify()
         used = [f.name for f in mod.functions if f.is_declaration and f.name.startswith("__nv_")]
         if used:

@@ -341,13 +341,12 @@ class Function:
         t0 = time.perf_counter()
         program = ptx.translate(module)
         self.messages = program.messages
-        sm = cuda.known_sm()  # the device's own where a call has opened the driver, else sm_80
-        text = ptx.emit_ptx(program.device, sm)
+        text = ptx.emit_ptx(program.device, cuda.known_sm())  # the device's own SM once a call found it
         t["ptx"] = time.perf_counter() - t0
         results = [(dtype_of(v.type), len(v.type.get_shape())) for v in (o.value for o in self._graph_outputs)]
         shared_slot = {id(s): k for k, s in enumerate(self.shared)}
         updated = {len(self.outputs) + j: shared_slot[id(s)] for j, (s, _) in enumerate(self.updates)}
-        self._cuda = cuda.CudaRunner(program, text, sm, _symbol(self.name), results, len(self.shared), updated)
+        self._cuda = cuda.CudaRunner(program, text, _symbol(self.name), results, len(self.shared), updated)
 
     def _call_cuda(self, args: tuple) -> list:
         n = len(self.inputs)
