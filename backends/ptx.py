@@ -109,7 +109,8 @@ class Kernel:
 
 class Program:
     """A loops module translated for a GPU: the host module (run on the CPU), the device
-    module (kernels), and what the runtime needs to connect them."""
+    module (kernels), and what the runtime needs to connect them. From the compile cache,
+    the host module is its LLVM IR text and the device module is absent (its PTX is kept)."""
 
     def __init__(self, host: ir.Module, device: ir.Module, kernels: list[Kernel], globals_: list[str],
                  messages: list[str]) -> None:

@@ -97,10 +97,17 @@ def lookup(key: str | None) -> dict | None:
         entry = json.loads(data)
     except ValueError:
         return None
-    return entry if isinstance(entry, dict) and jit.cache_has(entry.get("object")) else None
+    return entry if isinstance(entry, dict) and _complete(entry) else None
+
+
+def _complete(entry: dict) -> bool:
+    """An entry that names machine code (the CPU's) holds only while that code is cached; a GPU
+    function's entry holds its PTX and host IR itself."""
+    from irkit.backends import jit
+    return "object" not in entry or jit.cache_has(entry["object"])
 
 
 def record(key: str | None, entry: dict) -> None:
     from irkit.backends import jit
-    if key is not None and jit.cache_has(entry.get("object")):
+    if key is not None and _complete(entry):
         jit.cache_store(key, json.dumps(entry).encode(), ".json")

@@ -335,14 +335,29 @@ class Function:
     def _compile_cuda(self, module: ModuleOp) -> None:
         """Kernels as PTX and the host program that launches them; no device is needed until
         the first call (which raises DeviceError when there is none)."""
-        from irkit.backends import cuda, ptx
+        from irkit import compile_cache
+        from irkit.backends import cuda, libdevice, ptx
         t = self.timings
-        run_passes(module, STAGES["tensor"] + GPU_FUSED + GPU_LOOPS, make_context(), t)
+        sm = cuda.known_sm()  # the device's own SM once a call has found it
         t0 = time.perf_counter()
-        program = ptx.translate(module)
+        settings = {"target": "cuda", "sm": sm, "libdevice": libdevice.identity()}
+        key = compile_cache.graph_key(module, settings, self._graph_text)
+        hit = compile_cache.lookup(key)
+        t["cache"] = time.perf_counter() - t0
+        if hit:  # compiled before, by this or another process: no pass runs
+            program = ptx.Program(hit["host"], None, [ptx.Kernel(n, k, tuple(s)) for n, k, s in hit["kernels"]],
+                                  hit["globals"], hit["messages"])
+            text = hit["ptx"]
+        else:
+            run_passes(module, STAGES["tensor"] + GPU_FUSED + GPU_LOOPS, make_context(), t)
+            t0 = time.perf_counter()
+            program = ptx.translate(module)
+            text = ptx.emit_ptx(program.device, sm)
+            t["ptx"] = time.perf_counter() - t0
+            compile_cache.record(key, {"host": str(program.host), "ptx": text, "globals": program.globals,
+                                       "kernels": [[k.name, k.kind, list(k.param_sizes)] for k in program.kernels],
+                                       "messages": program.messages})
         self.messages = program.messages
-        text = ptx.emit_ptx(program.device, cuda.known_sm())  # the device's own SM once a call found it
-        t["ptx"] = time.perf_counter() - t0
         results = [(dtype_of(v.type), len(v.type.get_shape())) for v in (o.value for o in self._graph_outputs)]
         shared_slot = {id(s): k for k, s in enumerate(self.shared)}
         updated = {len(self.outputs) + j: shared_slot[id(s)] for j, (s, _) in enumerate(self.updates)}

@@ -363,6 +363,36 @@ def test_kernels_are_built_for_the_devices_own_sm_once_it_is_known(fake_libcuda,
     assert [ln.split()[2] for ln in log if ln.startswith("load")] == ["sm_80", "sm_90"], log
 
 
+def test_a_gpu_function_compiled_before_loads_from_the_cache_with_no_pass(fake_libcuda, tmp_path):
+    """The compile cache keeps a GPU function's PTX, host code, kernels and messages under its
+    graph: a second process runs no pass, and its calls launch the same kernels the same way."""
+    code = """
+        import sys
+        import numpy as np, irkit as ik
+        if sys.argv[1:] == ["cached"]:
+            def no_passes(*args):
+                raise AssertionError("a pass ran")
+            sys.modules["irkit.function"].run_passes = no_passes
+        x, y = ik.matrix("x", "float32"), ik.vector("y", "float32")
+        f = ik.function([x, y], [ik.tanh(x) * 2 + y, ik.sum(x, axis=1)], target="cuda")
+        f(np.ones((3, 4), np.float32), np.ones(4, np.float32))
+        print(len(f.ir("ptx")), f.ir("llvm").count("irkit_cuLaunchKernel"), sorted(f.timings)[:2])
+        try:
+            f(np.ones((3, 4), np.float32), np.ones(5, np.float32))  # a check of the host code: its message
+        except ik.ShapeError as e:
+            print("ShapeError", str(e).splitlines()[0])
+    """
+    cache = str(tmp_path / "cache")
+    first, log1 = _run_with(fake_libcuda, code, tmp_path, IRKIT_CACHE_DIR=cache)
+    second, log2 = _run_with(fake_libcuda, code.replace("sys.argv[1:]", '["cached"]'), tmp_path,
+                             IRKIT_CACHE_DIR=cache)
+    assert first.splitlines()[0].split()[:2] == second.splitlines()[0].split()[:2], (first, second)
+    assert "'cache'" in second and second.splitlines()[1].startswith("ShapeError"), second
+    assert first.splitlines()[1] == second.splitlines()[1]
+    launches = [[ln.split()[1] for ln in log if ln.startswith("launch")] for log in (log1, log2)]
+    assert launches[0] == launches[1] and launches[0], launches
+
+
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_shared_variables_stay_on_the_device(fake_libcuda, tmp_path, launcher):
     out, log = _run_with(fake_libcuda, """
