@@ -14,9 +14,8 @@ of three launchers with the same small interface (`alloc`, `to_device`, `load`, 
 
 `IRKIT_CUDA_DRIVER=cuda-bindings|pycuda|ctypes` picks one.
 
-The host code launches kernels by calling the driver's cuLaunchKernel itself (through
-pycuda, whose kernels are Python objects, a function of the same signature here packs and
-launches). The runtime's other functions (allocation from the pool, copies, cuBLAS) are C
+The host code launches kernels by calling the driver's cuLaunchKernel itself. The
+runtime's other functions (allocation from the pool, copies, cuBLAS) are C
 callbacks (ctypes) into this module, a microsecond or two of Python each. They never raise
 into native code: a failure returns an error value and leaves its text in `last_error`,
 which the call's DeviceError carries.
@@ -128,7 +127,68 @@ def _in_context(method):
     return call
 
 
-class Driver(_Launcher):
+class _CtypesKernels:
+    """Modules, kernels and launches through ctypes on libcuda (`self.lib`): the ctypes
+    launcher's, and pycuda's (which has no handle of a kernel to give the host code)."""
+
+    lib: ctypes.CDLL
+
+    def _fn(self, name: str, *argtypes) -> None:
+        try:
+            f = getattr(self.lib, name)
+        except AttributeError:
+            raise DeviceError(f"the CUDA driver library has no {name}; it is too old or not libcuda. "
+                              f"{INSTALL}") from None
+        f.argtypes, f.restype = list(argtypes), c_int
+
+        def call(*args):
+            err = f(*args)
+            if err:
+                raise DeviceError(f"{name}: {self.error_name(err)}")
+        setattr(self, name.removesuffix("_v2"), call)
+
+    def _bind_kernels(self) -> None:
+        P = c_void_p
+        self.lib.cuGetErrorName.argtypes = [c_int, POINTER(c_char_p)]
+        self._fn("cuModuleLoadData", POINTER(P), c_char_p)
+        self._fn("cuModuleGetFunction", POINTER(P), P, c_char_p)
+        self._fn("cuModuleGetGlobal_v2", POINTER(c_uint64), POINTER(c_size_t), P, c_char_p)
+        self._fn("cuLaunchKernel", P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, P, P)
+
+    @_in_context
+    def load(self, ptx: str) -> int:
+        mod = c_void_p()
+        self.cuModuleLoadData(byref(mod), ptx.encode() + b"\0")
+        return mod.value
+
+    @_in_context
+    def function(self, module: int, name: str) -> int:
+        fn = c_void_p()
+        self.cuModuleGetFunction(byref(fn), c_void_p(module), name.encode())
+        return fn.value
+
+    @_in_context
+    def global_(self, module: int, name: str) -> int:
+        ptr, size = c_uint64(), c_size_t()
+        self.cuModuleGetGlobal(byref(ptr), byref(size), c_void_p(module), name.encode())
+        return ptr.value
+
+    @_in_context
+    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
+        self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
+                            c_void_p(params), None)
+
+    def launch_address(self) -> int | None:
+        """The driver's cuLaunchKernel, which the host code calls with no Python between."""
+        return ctypes.cast(self.lib.cuLaunchKernel, c_void_p).value
+
+    def error_name(self, code: int) -> str:
+        name = c_char_p()
+        self.lib.cuGetErrorName(code, byref(name))
+        return name.value.decode() if name.value else f"CUDA error {code}"
+
+
+class Driver(_CtypesKernels, _Launcher):
     """The CUDA driver API through ctypes: one device (ordinal 0), its primary context."""
 
     launcher = "ctypes"
@@ -157,16 +217,12 @@ class Driver(_Launcher):
         self._fn("cuCtxPushCurrent_v2", P)
         self._fn("cuCtxPopCurrent_v2", POINTER(P))
         self._fn("cuCtxSynchronize")
-        self._fn("cuModuleLoadData", POINTER(P), c_char_p)
-        self._fn("cuModuleGetFunction", POINTER(P), P, c_char_p)
-        self._fn("cuModuleGetGlobal_v2", POINTER(c_uint64), POINTER(c_size_t), P, c_char_p)
         self._fn("cuMemAlloc_v2", POINTER(c_uint64), c_size_t)
         self._fn("cuMemFree_v2", c_uint64)
         self._fn("cuMemcpyHtoD_v2", c_uint64, P, c_size_t)
         self._fn("cuMemcpyDtoH_v2", P, c_uint64, c_size_t)
         self._fn("cuMemcpyDtoD_v2", c_uint64, c_uint64, c_size_t)
-        self._fn("cuLaunchKernel", P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, P, P)
-        self.lib.cuGetErrorName.argtypes = [c_int, POINTER(c_char_p)]
+        self._bind_kernels()
         self.cuInit(0)
         count = c_int()
         self.cuDeviceGetCount(byref(count))
@@ -190,22 +246,6 @@ class Driver(_Launcher):
         name = ctypes.create_string_buffer(256)
         self.cuDeviceGetName(name, 256, self.device)
         return name.value.decode(errors="replace")
-
-    def _fn(self, name: str, *argtypes) -> None:
-        try:
-            f = getattr(self.lib, name)
-        except AttributeError:
-            raise DeviceError(f"the CUDA driver library has no {name}; it is too old or not libcuda. "
-                              f"{INSTALL}") from None
-        f.argtypes, f.restype = list(argtypes), c_int
-
-        def call(*args):
-            err = f(*args)
-            if err:
-                s = c_char_p()
-                self.lib.cuGetErrorName(err, byref(s))
-                raise DeviceError(f"{name}: {s.value.decode() if s.value else err}")
-        setattr(self, name.removesuffix("_v2"), call)
 
     def _current(self) -> int:
         ctx = c_void_p()
@@ -249,38 +289,6 @@ class Driver(_Launcher):
     def copy(self, dst: int, src: int, nbytes: int) -> None:
         if nbytes:
             self.cuMemcpyDtoD(c_uint64(dst), c_uint64(src), nbytes)
-
-    @_in_context
-    def load(self, ptx: str) -> int:
-        mod = c_void_p()
-        self.cuModuleLoadData(byref(mod), ptx.encode() + b"\0")
-        return mod.value
-
-    @_in_context
-    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
-        fn = c_void_p()
-        self.cuModuleGetFunction(byref(fn), c_void_p(module), name.encode())
-        return fn.value
-
-    @_in_context
-    def global_(self, module: int, name: str) -> int:
-        ptr, size = c_uint64(), c_size_t()
-        self.cuModuleGetGlobal(byref(ptr), byref(size), c_void_p(module), name.encode())
-        return ptr.value
-
-    @_in_context
-    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
-        self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
-                            c_void_p(params), None)
-
-    def launch_address(self) -> int | None:
-        """The driver's cuLaunchKernel, which the host code calls with no Python between."""
-        return ctypes.cast(self.lib.cuLaunchKernel, c_void_p).value
-
-    def error_name(self, code: int) -> str:
-        name = c_char_p()
-        self.lib.cuGetErrorName(code, byref(name))
-        return name.value.decode() if name.value else f"CUDA error {code}"
 
     @_in_context
     def synchronize(self) -> None:
@@ -369,7 +377,7 @@ class BindingsDriver(_Launcher):
         return int(mod)
 
     @_in_context
-    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
+    def function(self, module: int, name: str) -> int:
         return int(self._call("cuModuleGetFunction", self._modules[module], name.encode()))
 
     @_in_context
@@ -403,12 +411,12 @@ class BindingsDriver(_Launcher):
         self._call("cuCtxSynchronize")
 
 
-class PycudaDriver(_Launcher):
+class PycudaDriver(_CtypesKernels, _Launcher):
     """The CUDA driver API through pycuda, for programs that already use it: irkit runs in
-    the pycuda context current when it opened (so its buffers and theirs are one address
-    space), else in the device's primary context. pycuda launches from one packed buffer of
-    parameters, not the void** list irkit's host code makes: `launch` packs it, each
-    parameter at its own alignment, as the kernel's declared parameters lay it out."""
+    the pycuda context current when it opened (its buffers live beside theirs), else in the
+    device's primary context; memory and copies go through pycuda. pycuda's kernels are
+    Python objects, with no handle for the host code to launch them by, so modules and
+    launches go to the libcuda.so.1 that pycuda loaded, through ctypes, in the same context."""
 
     launcher = "pycuda"
     leaves_context = False  # pycuda aborts when a thread ends with its context stack not empty
@@ -435,8 +443,12 @@ class PycudaDriver(_Launcher):
             raise DeviceError(f"pycuda: {e}") from None
         self.name, self.sm = _describe(self)
         self._allocations: dict[int, object] = {}  # pycuda frees a buffer with its object
-        self._modules: dict[int, object] = {}
-        self._functions: list[tuple[object, tuple[tuple[int, int], ...], int]] = []  # kernel, layout, bytes
+        try:  # the library pycuda's extension loaded (by its soname), not another one
+            self.lib = ctypes.CDLL("libcuda.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except (OSError, AttributeError) as e:
+            raise DeviceError(f"pycuda works, but its libcuda.so.1 cannot be reached through ctypes ({e}); "
+                              "use IRKIT_CUDA_DRIVER=cuda-bindings or ctypes") from None
+        self._bind_kernels()
 
     def attribute(self, attr: int) -> int:
         """A CUdevice_attribute of the device, by number (as the ctypes driver takes it)."""
@@ -493,46 +505,8 @@ class PycudaDriver(_Launcher):
             self._guard(self.cu.memcpy_dtod, dst, src, nbytes)
 
     @_in_context
-    def load(self, ptx: str) -> int:
-        mod = self._guard(self.cu.module_from_buffer, ptx.encode() + b"\0")
-        self._modules[id(mod)] = mod
-        return id(mod)
-
-    @_in_context
-    def function(self, module: int, name: str, param_sizes: tuple[int, ...]) -> int:
-        fn = self._guard(self._modules[module].get_function, name)
-        offsets, end = [], 0
-        for size in param_sizes:
-            end = -(-end // size) * size  # the parameter's natural alignment
-            offsets.append(end)
-            end += size
-        self._functions.append((fn, tuple(zip(offsets, param_sizes)), end))
-        return len(self._functions) - 1
-
-    @_in_context
-    def global_(self, module: int, name: str) -> int:
-        ptr, _size = self._guard(self._modules[module].get_global, name)
-        return int(ptr)
-
-    @_in_context
-    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
-        kernel, layout, size = self._functions[fn]
-        pointers = (c_void_p * len(layout)).from_address(params)
-        packed = bytearray(size)
-        for (offset, n), p in zip(layout, pointers):
-            packed[offset:offset + n] = ctypes.string_at(p, n)
-        self._guard(kernel._launch_kernel, (grid[0], grid[1], 1), (block[0], block[1], 1), bytes(packed),
-                    shared, None)
-
-    @_in_context
     def synchronize(self) -> None:
         self._guard(self.cu.Context.synchronize)
-
-    def launch_address(self) -> int | None:
-        return None  # its kernels are Python objects: launched by `launch`, from a packed buffer
-
-    def error_name(self, code: int) -> str:
-        return f"CUDA error {code}"
 
     def _guard(self, fn, *args):
         try:
@@ -831,8 +805,8 @@ def _write(dst, src, n):
 
 @_guard(1)
 def _launch_through_launcher(fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-    """cuLaunchKernel's signature, for launchers that cannot give the host code the driver's
-    own (pycuda: its kernels are Python objects, launched from a packed buffer)."""
+    """cuLaunchKernel's signature, for a launcher that cannot give the host code the driver's
+    own (cuda-bindings where its libcuda is not found under the driver's soname)."""
     driver().launch(fn, (gx, gy), (bx, by), shared, params)
     return 0
 
@@ -902,7 +876,7 @@ class LoadedProgram:
         drv = driver()
         _register_runtime(drv)
         self.module = drv.load(ptx)
-        self.functions = [drv.function(self.module, k.name, k.param_sizes) for k in program.kernels]
+        self.functions = [drv.function(self.module, k.name) for k in program.kernels]
         self.globals = [drv.global_(self.module, g) for g in program.globals]
         self.error_flag = drv.global_(self.module, ERROR_GLOBAL)
         self.scratch = drv.alloc(8 * SCRATCH_SLOTS)

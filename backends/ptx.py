@@ -95,13 +95,12 @@ SAFE_CELL_GLOBAL = "irkit_safe_cell"
 
 
 class Kernel:
-    """A kernel of the device module, as the launcher needs it: its name, what it does, and
-    the byte size of each parameter (a launcher that packs them into one buffer needs them)."""
+    """A kernel of the device module, as the launcher needs it."""
 
-    __slots__ = ("name", "kind", "param_sizes")
+    __slots__ = ("name", "kind")
 
-    def __init__(self, name: str, kind: str, param_sizes: tuple[int, ...] = ()) -> None:
-        self.name, self.kind, self.param_sizes = name, kind, param_sizes
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, {self.kind!r})"
@@ -178,8 +177,7 @@ class DeviceTranslator(Translator):
     def new_kernel(self, name: str, params: list[ir.Type], kind: str) -> ir.Function:
         fn = ir.Function(self.llmod, ir.FunctionType(ir.VoidType(), params), name)
         fn.calling_convention = "ptx_kernel"
-        sizes = tuple(8 if isinstance(t, ir.PointerType) else _byte_size(t) for t in params)
-        self.kernels.append(Kernel(name, kind, sizes))
+        self.kernels.append(Kernel(name, kind))
         return fn
 
     def safe_cell(self) -> ir.GlobalVariable:
@@ -280,15 +278,6 @@ class DeviceTranslator(Translator):
 def device_global_name(name: str) -> str:
     """A memref.global's name in the device module (PTX names allow only [A-Za-z0-9_$])."""
     return re.sub(r"[^A-Za-z0-9_$]", "_", name) + "_dev"
-
-
-def _byte_size(t: ir.Type) -> int:
-    """The bytes a scalar kernel parameter takes (its alignment too)."""
-    if isinstance(t, ir.IntType):
-        return max(t.width // 8, 1)
-    if isinstance(t, (ir.FloatType, ir.DoubleType)):
-        return 4 if isinstance(t, ir.FloatType) else 8
-    raise CompileError(f"a GPU kernel parameter of type {t} has no launch layout")
 
 
 def _param_types(x) -> list[ir.Type]:

@@ -345,8 +345,8 @@ class Function:
         hit = compile_cache.lookup(key)
         t["cache"] = time.perf_counter() - t0
         if hit:  # compiled before, by this or another process: no pass runs
-            program = ptx.Program(hit["host"], None, [ptx.Kernel(n, k, tuple(s)) for n, k, s in hit["kernels"]],
-                                  hit["globals"], hit["messages"])
+            program = ptx.Program(hit["host"], None, [ptx.Kernel(n, k) for n, k in hit["kernels"]], hit["globals"],
+                                  hit["messages"])
             text = hit["ptx"]
         else:
             run_passes(module, STAGES["tensor"] + GPU_FUSED + GPU_LOOPS, make_context(), t)
@@ -355,7 +355,7 @@ class Function:
             text = ptx.emit_ptx(program.device, sm)
             t["ptx"] = time.perf_counter() - t0
             compile_cache.record(key, {"host": str(program.host), "ptx": text, "globals": program.globals,
-                                       "kernels": [[k.name, k.kind, list(k.param_sizes)] for k in program.kernels],
+                                       "kernels": [[k.name, k.kind] for k in program.kernels],
                                        "messages": program.messages})
         self.messages = program.messages
         results = [(dtype_of(v.type), len(v.type.get_shape())) for v in (o.value for o in self._graph_outputs)]

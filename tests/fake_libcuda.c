@@ -6,8 +6,7 @@
  * $FAKE_CUDA_DEVICES=0 makes it a driver that sees no GPU; $FAKE_CUDA_FAIL_LAUNCH=1 one
  * whose launches fail. As the real driver, it keeps a
  * current context per thread: memory, module and launch calls made on a thread with none
- * fail with CUDA_ERROR_INVALID_CONTEXT. Launch parameters come as the void** list or, as
- * pycuda gives them, one packed buffer in `extra`.
+ * fail with CUDA_ERROR_INVALID_CONTEXT.
  * cuGetProcAddress_v2 hands out these functions by name, as NVIDIA's cuda-bindings asks for
  * them (the base name; the _v2 variant where there is one).
  * Build: cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o libcuda.so.1 fake_libcuda.c
@@ -184,40 +183,22 @@ static int param_sizes(const Function *f, int *sizes, int max) {
     return n;
 }
 
-enum { LAUNCH_PARAM_END = 0, LAUNCH_PARAM_BUFFER_POINTER = 1, LAUNCH_PARAM_BUFFER_SIZE = 2 };
-
 CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned shmem, void *stream, void **params, void **extra) {
     (void)gz; (void)bz; (void)shmem; (void)stream;
     NEED_CONTEXT;
     Function *f = fn;
     if (!f || gx == 0 || gy == 0 || bx == 0 || by == 0 || bx * by > 1024) return ERR_INVALID_VALUE;
-    if ((params == NULL) == (extra == NULL)) return ERR_INVALID_VALUE;  /* exactly one of the two */
+    if (!params || extra) return ERR_INVALID_VALUE;  /* irkit passes the void** list */
     if (getenv("FAKE_CUDA_FAIL_LAUNCH")) return 719;  /* CUDA_ERROR_LAUNCH_FAILED */
-    const char *buffer = NULL;
-    size_t buffer_size = 0;
-    for (void **e = extra; e && (uintptr_t)e[0] != LAUNCH_PARAM_END; e += 2) {
-        if ((uintptr_t)e[0] == LAUNCH_PARAM_BUFFER_POINTER) buffer = e[1];
-        else if ((uintptr_t)e[0] == LAUNCH_PARAM_BUFFER_SIZE) buffer_size = *(size_t *)e[1];
-        else return ERR_INVALID_VALUE;
-    }
-    if (extra && !buffer) return ERR_INVALID_VALUE;
     if (!getenv("FAKE_CUDA_LOG")) return OK;  /* nothing to log: as cheap as a launch can be */
     int sizes[128];
     int n = param_sizes(f, sizes, 128);
     logf_("context %p\n", CURRENT);
     logf_("launch %s %u %u %u %u", f->name, gx, gy, bx, by);
-    size_t offset = 0;
     for (int i = 0; i < n; i++) {
         unsigned long long v = 0;
-        if (buffer) {  /* each parameter at its natural alignment, as the kernel's layout has it */
-            offset = (offset + sizes[i] - 1) / sizes[i] * sizes[i];
-            if (offset + sizes[i] > buffer_size) return ERR_INVALID_VALUE;
-            memcpy(&v, buffer + offset, sizes[i]);
-            offset += sizes[i];
-        } else {
-            memcpy(&v, params[i], sizes[i]);
-        }
+        memcpy(&v, params[i], sizes[i]);
         logf_(" %llu", v);
     }
     logf_("\n");

@@ -344,6 +344,27 @@ def test_launches_are_packed_as_the_kernels_declare(fake_libcuda, tmp_path, laun
     assert uploads[1] == x_ptr
 
 
+def test_without_the_drivers_own_cuLaunchKernel_launches_go_through_the_launcher(fake_libcuda, tmp_path):
+    """cuda-bindings where its libcuda is not found under the driver's soname: the host code
+    calls a function of cuLaunchKernel's signature that launches through the bindings."""
+    out, log = _run_with(fake_libcuda, """
+        import numpy as np, irkit as ik
+        from irkit.backends import cuda
+        cuda.BindingsDriver.launch_address = lambda self: None
+        x = ik.vector("x", "float32")
+        f = ik.function([x], ik.exp(x), target="cuda")
+        print(f(np.ones(5, np.float32)).shape)
+        import os
+        os.environ["FAKE_CUDA_FAIL_LAUNCH"] = "1"
+        try:
+            f(np.ones(5, np.float32))
+        except ik.DeviceError as e:
+            print(*e.__notes__)
+    """, tmp_path, "cuda-bindings")
+    assert out.splitlines()[0] == "(5,)" and "cuLaunchKernel: CUDA_ERROR_LAUNCH_FAILED" in out, out
+    assert [ln.split()[-3:] for ln in log if ln.startswith("launch main_k1")] == [["0", "5", "1"]]
+
+
 def test_kernels_are_built_for_the_devices_own_sm_once_it_is_known(fake_libcuda, tmp_path):
     """Compiled before any call, a function's PTX is for sm_80 (which the driver compiles for
     its device: building it again would cost a second code generation); a function compiled
@@ -475,7 +496,7 @@ def test_the_device_memory_pool_reuses_by_size_class_and_releases_when_memory_ru
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_a_launch_the_driver_refuses_is_a_device_error_naming_kernel_and_error(fake_libcuda, tmp_path, launcher):
-    """The host code calls cuLaunchKernel itself (pycuda: a function of its signature); a
+    """The host code calls cuLaunchKernel itself (for every launcher); a
     refused launch stops the call with the kernel's name and the driver's error name, and
     the next call is clean."""
     out, _ = _run_with(fake_libcuda, """
@@ -783,8 +804,8 @@ def test_without_cublas_products_launch_the_tiled_kernel(fake_libcuda, tmp_path,
     """, tmp_path, launcher, IRKIT_CUBLAS="0")
     launch = next(line.split() for line in log if line.startswith("launch irkit_gemm_f32"))
     assert launch[2:6] == ["2", "2", "16", "16"]  # 20 x 20 in 16 x 16 tiles
-    # (ta, tb) are bytes, alpha and beta float32 between 8-byte fields: what pycuda's packed
-    # buffer must place at their alignments as the list form does
+    # the parameters as the kernel declares them: (ta, tb) bytes, alpha and beta float32,
+    # between 8-byte fields
     ta, tb, m, n, k, alpha, _a, _offa, lda, _b, _offb, ldb, beta = (int(p) for p in launch[6:19])
     assert (ta, tb, m, n, k, lda, ldb) == (0, 1, 20, 20, 30, 30, 30)
     assert alpha == int.from_bytes(np.float32(1.0).tobytes(), "little") and beta == 0
