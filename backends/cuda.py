@@ -3,7 +3,7 @@ runtime the host program calls (`irkit_cuda_alloc`, `irkit_cuLaunchKernel`, ...)
 
 Nothing here is imported by `import irkit` or by the CPU path, and nothing touches a driver
 before the first call of a `target="cuda"` function. The driver API is reached through one
-of three launchers with the same small interface (`alloc`, `to_device`, `load`, `launch`, ...):
+of three launchers with the same small interface (`alloc`, `to_device`, `load`, `function`, ...):
 
 - NVIDIA's `cuda-bindings` (`pip install irkit[cuda]`), the default when it is installed;
 - pycuda, when it is installed and importable (a source build against a CUDA toolkit), and
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from abc import ABC, abstractmethod
 import os
 import sys
 import threading
@@ -40,7 +41,7 @@ INSTALL = ("irkit's GPU backend needs an NVIDIA GPU and its driver (libcuda.so.1
            "package); set IRKIT_LIBCUDA to the library's path if it is not on the loader's path")
 
 
-class _Launcher:
+class _Launcher(ABC):
     """What every launcher shares: the context its calls run in.
 
     irkit's context (the device's primary context, or the pycuda context current when the
@@ -54,7 +55,6 @@ class _Launcher:
 
     launcher = ""
     context: object = None
-    leaves_context = True  # may a thread that had no context keep irkit's?
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -69,12 +69,9 @@ class _Launcher:
         if depth == 0:
             current = self._current()
             local.pushed = False
-            if current != self._handle():
-                if current == 0 and self.leaves_context:
-                    self._set_current()
-                else:
-                    self._push()
-                    local.pushed = True
+            if current != self._handle() and not (current == 0 and self._adopt_thread()):
+                self._push()
+                local.pushed = True
         local.depth = depth + 1
 
     def _exit(self) -> None:
@@ -84,20 +81,34 @@ class _Launcher:
             local.pushed = False
             self._pop()
 
+    @abstractmethod
     def launch_address(self) -> int | None:
         """The address of the driver's cuLaunchKernel for the host code to call, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def error_name(self, code: int) -> str:
         """A CUresult's name ("CUDA_ERROR_LAUNCH_FAILED")."""
-        raise NotImplementedError
 
-    # each launcher: the current context's handle, irkit's, and set / push / pop
-    def _current(self) -> int: raise NotImplementedError
-    def _handle(self) -> int: raise NotImplementedError
-    def _set_current(self) -> None: raise NotImplementedError
-    def _push(self) -> None: raise NotImplementedError
-    def _pop(self) -> None: raise NotImplementedError
+    @abstractmethod
+    def _current(self) -> int:
+        """The handle of the context current on this thread (0: none)."""
+
+    @abstractmethod
+    def _handle(self) -> int:
+        """The handle of irkit's context."""
+
+    @abstractmethod
+    def _adopt_thread(self) -> bool:
+        """On a thread with no context current: make irkit's current for good and say True,
+        or say False (then it is pushed for the call and popped after)."""
+
+    @abstractmethod
+    def _push(self) -> None:
+        """Push irkit's context on this thread's stack."""
+
+    @abstractmethod
+    def _pop(self) -> None:
+        """Pop it again."""
 
 
 class _Scope:
@@ -153,7 +164,6 @@ class _CtypesKernels:
         self._fn("cuModuleLoadData", POINTER(P), c_char_p)
         self._fn("cuModuleGetFunction", POINTER(P), P, c_char_p)
         self._fn("cuModuleGetGlobal_v2", POINTER(c_uint64), POINTER(c_size_t), P, c_char_p)
-        self._fn("cuLaunchKernel", P, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, P, P, P)
 
     @_in_context
     def load(self, ptx: str) -> int:
@@ -172,11 +182,6 @@ class _CtypesKernels:
         ptr, size = c_uint64(), c_size_t()
         self.cuModuleGetGlobal(byref(ptr), byref(size), c_void_p(module), name.encode())
         return ptr.value
-
-    @_in_context
-    def launch(self, fn: int, grid: tuple[int, int], block: tuple[int, int], shared: int, params: int) -> None:
-        self.cuLaunchKernel(c_void_p(fn), grid[0], grid[1], 1, block[0], block[1], 1, shared, None,
-                            c_void_p(params), None)
 
     def launch_address(self) -> int | None:
         """The driver's cuLaunchKernel, which the host code calls with no Python between."""
@@ -255,8 +260,9 @@ class Driver(_CtypesKernels, _Launcher):
     def _handle(self) -> int:
         return self.context.value
 
-    def _set_current(self) -> None:
+    def _adopt_thread(self) -> bool:
         self.cuCtxSetCurrent(self.context)
+        return True
 
     def _push(self) -> None:
         self.cuCtxPushCurrent(self.context)
@@ -338,8 +344,9 @@ class BindingsDriver(_Launcher):
     def _handle(self) -> int:
         return int(self.context)
 
-    def _set_current(self) -> None:
+    def _adopt_thread(self) -> bool:
         self._call("cuCtxSetCurrent", self.context)
+        return True
 
     def _push(self) -> None:
         self._call("cuCtxPushCurrent", self.context)
@@ -419,14 +426,14 @@ class PycudaDriver(_CtypesKernels, _Launcher):
     launches go to the libcuda.so.1 that pycuda loaded, through ctypes, in the same context."""
 
     launcher = "pycuda"
-    leaves_context = False  # pycuda aborts when a thread ends with its context stack not empty
 
     def __init__(self) -> None:
         super().__init__()
         try:
             import pycuda.driver as cu
         except Exception as e:  # ImportError without libcuda.so.1, or a build for another CUDA
-            raise DeviceError(f"no CUDA driver: pycuda cannot be imported ({type(e).__name__}: {e}). {INSTALL}") from None
+            raise DeviceError(f"no CUDA driver: pycuda cannot be imported ({type(e).__name__}: {e}). "
+                              f"{INSTALL}") from None
         self.cu = cu
         self._errors = cu.Error
         try:
@@ -466,6 +473,9 @@ class PycudaDriver(_CtypesKernels, _Launcher):
 
     def _handle(self) -> int:
         return self.context.handle
+
+    def _adopt_thread(self) -> bool:
+        return False  # pycuda aborts when a thread ends with its context stack not empty
 
     def _push(self) -> None:
         self.context.push()
@@ -613,7 +623,7 @@ class Pool:
     def alloc(self, nbytes: int) -> int:
         if not self.enabled:
             return self.drv.alloc(nbytes)
-        size = ((nbytes + 511) & ~511 or 512) if nbytes <= 1 << 20 else self.size_class(nbytes)
+        size = self.size_class(nbytes)
         with self.lock:
             free = self.held.get(size)
             if free:
@@ -923,8 +933,7 @@ class CudaRunner:
         self.lock = threading.Lock()
 
     def _load(self) -> LoadedProgram:
-        if self.loaded is None:  # (PTX built for sm_80 before the device was known is JIT-compiled
-            #                      by the driver for the device: cheaper than building it again)
+        if self.loaded is None:
             self.loaded = LoadedProgram(self.program, self.ptx, self.entry_name)
         return self.loaded
 

@@ -19,8 +19,8 @@ from irkit.backends import ptx_reduce as R
 from irkit.backends.llvm import (F32, I1, I8, I32, I64, PTR, Desc, FunctionTranslator, Translator, captured_values,
                                  ll_type, storage_type)
 from irkit.backends.ptx import (BLOCK, FUNCTIONS_GLOBAL, GPTR, MAX_BLOCKS, PROGRAM_GLOBAL, REDUCE_BLOCKS,
-                                RESULT_GLOBAL, ROWS_A_BLOCK, RUNTIME, SCRATCH_SLOTS, TILE, DeviceTranslator, KernelTranslator, _host_fields,
-                                device_global_name, entry_alloca)
+                                RESULT_GLOBAL, ROWS_A_BLOCK, RUNTIME, SCRATCH_SLOTS, TILE, DeviceTranslator,
+                                KernelTranslator, _host_fields, device_global_name, entry_alloca)
 from irkit.backends.ptx_scalars import HostScalar, ReducedCell, device_only_chain, is_promoted_access, promoted_scalars
 from irkit.errors import CompileError
 
